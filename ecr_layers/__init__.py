@@ -1,0 +1,68 @@
+"""
+ecr-layers: a typed client for Amazon ECR's ``GetDownloadUrlForLayer``.
+
+Validated inputs, one typed exception per documented error, one retry layer.
+"""
+
+from ._client import (
+    BOTOCORE_CONFIG,
+    LayerClient,
+    default_client,
+    get_layer_url,
+    set_default_client,
+)
+from ._exceptions import (
+    AccessDenied,
+    ConfigurationError,
+    CredentialsError,
+    DigestMismatch,
+    DownloadError,
+    ECRError,
+    EndpointTimeout,
+    EndpointUnreachable,
+    InvalidParameter,
+    InvalidResponse,
+    LayerInaccessible,
+    LayersNotFound,
+    RepositoryNotFound,
+    ServerError,
+    Throttled,
+    TransientError,
+    UnableToGetUpstreamLayer,
+    UnknownError,
+    UnsupportedDigest,
+)
+from ._retry import RetryPolicy, is_testing, set_testing
+from ._url import LayerUrl, redact_url
+
+__all__ = [
+    "BOTOCORE_CONFIG",
+    "AccessDenied",
+    "ConfigurationError",
+    "CredentialsError",
+    "DigestMismatch",
+    "DownloadError",
+    "ECRError",
+    "EndpointTimeout",
+    "EndpointUnreachable",
+    "InvalidParameter",
+    "InvalidResponse",
+    "LayerClient",
+    "LayerInaccessible",
+    "LayerUrl",
+    "LayersNotFound",
+    "RepositoryNotFound",
+    "RetryPolicy",
+    "ServerError",
+    "Throttled",
+    "TransientError",
+    "UnableToGetUpstreamLayer",
+    "UnknownError",
+    "UnsupportedDigest",
+    "default_client",
+    "get_layer_url",
+    "is_testing",
+    "redact_url",
+    "set_default_client",
+    "set_testing",
+]

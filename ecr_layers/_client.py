@@ -1,0 +1,246 @@
+"""
+`LayerClient`, the process-wide default client, and the module-level `get_layer_url`.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+from botocore import exceptions as bce
+from botocore.config import Config
+
+from . import _mapping, _retry
+from ._exceptions import ConfigurationError, InvalidResponse
+from ._retry import RetryPolicy
+from ._url import LayerUrl, expiry_from_url, redact_url
+from ._validation import Validator, rules_from_model
+
+if TYPE_CHECKING:
+    import boto3
+    import botocore.session
+    from types_boto3_ecr.client import ECRClient
+
+#: botocore's own retries off: tenacity is the only retry layer, so a persistent
+#: ServerException costs exactly RetryPolicy.attempts requests, not attempts x 3.
+_OUR_RETRIES: Any = {"mode": "standard", "total_max_attempts": 1}
+
+#: What a client built here starts from.  The call is tiny, so short timeouts; the
+#: pool is sized for `get_layer_urls`' worker threads.
+BOTOCORE_CONFIG = Config(
+    retries=_OUR_RETRIES,
+    connect_timeout=5,
+    read_timeout=20,
+    max_pool_connections=32,
+)
+
+
+def botocore_attempts(client: Any) -> int:
+    """Return how many tries botocore itself makes per call on *client*."""
+    retries = client.meta.config.retries or {}
+    if "total_max_attempts" in retries:
+        return int(retries["total_max_attempts"])
+    if "max_attempts" in retries:
+        return int(retries["max_attempts"]) + 1
+    return 5 if retries.get("mode", "legacy") == "legacy" else 3
+
+
+@attrs.define(init=False, repr=False)
+class LayerClient:
+    """Gets layers' download URLs with validated inputs, typed errors and one retry layer.
+
+    Make one and keep it for the life of the application: it holds a botocore
+    client, its connection pool and its credentials.
+
+    With no arguments, the client comes from the standard AWS configuration chain
+    (environment, shared config and credentials files, ``AWS_ENDPOINT_URL_ECR`` /
+    ``AWS_ENDPOINT_URL``).  *session* may be a boto3 or botocore session;
+    *config* is merged over ecr-layers' own (whose botocore retries stay off).
+
+    Given an existing *client*, ecr-layers cannot turn its botocore retries off.
+    So that the two layers never multiply, when that client retries by itself and
+    no *retry_policy* is given, ecr-layers makes a single attempt per call and
+    leaves retrying to botocore; an explicit *retry_policy* with more than one
+    attempt on such a client warns that requests per call can reach the product.
+    """
+
+    _ecr: ECRClient
+    _policy: RetryPolicy
+    _validator: Validator
+
+    def __init__(
+        self,
+        client: ECRClient | None = None,
+        *,
+        session: boto3.Session | botocore.session.Session | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        profile_name: str | None = None,
+        config: Config | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        if client is None:
+            client = _make_client(session, region_name, endpoint_url, profile_name, config)
+            policy = retry_policy or RetryPolicy()
+        else:
+            policy = _policy_for_own_client(client, retry_policy)
+        self.__attrs_init__(client, policy, rules_from_model(client.meta.service_model))
+
+    @property
+    def ecr(self) -> ECRClient:
+        """The botocore ECR client underneath."""
+        return self._ecr
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy applied to every call."""
+        return self._policy
+
+    def __repr__(self) -> str:
+        meta = self._ecr.meta
+        return (
+            f"LayerClient(endpoint_url={redact_url(meta.endpoint_url)!r}, "
+            f"region_name={meta.region_name!r}, retry_policy={self._policy!r})"
+        )
+
+    def get_layer_url(
+        self, repository_name: str, layer_digest: str, *, registry_id: str | None = None
+    ) -> LayerUrl:
+        """Return the pre-signed download URL of a layer referenced by an image.
+
+        Raises `InvalidParameter` before sending anything if an input breaks the
+        API's rules, and a typed `ECRError` for every failure after that.
+        """
+        params = self._validator.params(repository_name, layer_digest, registry_id)
+        return _retry.call(lambda: self._get_once(params), self._policy)
+
+    def _get_once(self, params: dict[str, Any]) -> LayerUrl:
+        try:
+            response = self._ecr.get_download_url_for_layer(**params)
+        except bce.ClientError as exc:
+            raise _mapping.from_client_error(exc, _context(params)) from exc
+        except _mapping.BOTOCORE_ERRORS as exc:
+            raise _mapping.from_botocore_error(exc, _context(params)) from exc
+        return _layer_url(response, params)
+
+
+def _layer_url(response: Any, params: dict[str, Any]) -> LayerUrl:
+    url = response.get("downloadUrl")
+    asked: str = params["layerDigest"]
+    if not isinstance(url, str) or not url:
+        raise _invalid("the response has no downloadUrl", response, params)
+    digest = response.get("layerDigest", asked)
+    if not isinstance(digest, str) or not _same_digest(digest, asked):
+        raise _invalid(
+            f"the response is for layer {digest!r}, not the one asked for", response, params
+        )
+    return LayerUrl(url, asked, expiry_from_url(url))
+
+
+def _same_digest(answered: str, asked: str) -> bool:
+    # The API's pattern allows upper-case hex; a service that answers in lower case
+    # is naming the same layer.
+    return answered == asked or answered.lower() == asked.lower()
+
+
+def _invalid(why: str, response: Any, params: dict[str, Any]) -> InvalidResponse:
+    meta = response.get("ResponseMetadata") or {}
+    return InvalidResponse(
+        f"GetDownloadUrlForLayer answered 200 but {why}",
+        request_id=meta.get("RequestId"),
+        http_status=meta.get("HTTPStatusCode"),
+        **_context(params),
+    )
+
+
+def _context(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "repository_name": params["repositoryName"],
+        "layer_digest": params["layerDigest"],
+        "registry_id": params.get("registryId"),
+    }
+
+
+def _make_client(
+    session: boto3.Session | botocore.session.Session | None,
+    region_name: str | None,
+    endpoint_url: str | None,
+    profile_name: str | None,
+    config: Config | None,
+) -> ECRClient:
+    merged = BOTOCORE_CONFIG
+    if config is not None:
+        # The caller's settings win, except retries: those stay ecr-layers' own.
+        merged = merged.merge(config).merge(Config(retries=_OUR_RETRIES))
+    try:
+        if session is None:
+            # botocore directly, not boto3: importing boto3 costs start-up time and
+            # memory that a client of one operation has no use for.
+            import botocore.session
+
+            session = botocore.session.Session(profile=profile_name)
+        elif profile_name is not None:
+            raise ConfigurationError("give either a session or a profile_name, not both")
+        # boto3 sessions call it client(), botocore sessions create_client().
+        make = session.client if hasattr(session, "client") else session.create_client
+        client = make("ecr", region_name=region_name, endpoint_url=endpoint_url, config=merged)
+    except bce.BotoCoreError as exc:
+        raise _mapping.from_botocore_error(exc, {}) from exc
+    return cast("ECRClient", client)
+
+
+def _policy_for_own_client(client: Any, policy: RetryPolicy | None) -> RetryPolicy:
+    theirs = botocore_attempts(client)
+    if theirs <= 1:
+        return policy or RetryPolicy()
+    if policy is None:
+        return RetryPolicy(attempts=1)
+    if policy.attempts > 1:
+        warnings.warn(
+            f"this ECR client retries {theirs} times by itself and the RetryPolicy "
+            f"{policy.attempts} times: up to {theirs * policy.attempts} requests per call. "
+            "Build the client with ecr_layers.BOTOCORE_CONFIG to leave retrying to ecr-layers.",
+            stacklevel=3,
+        )
+    return policy
+
+
+_default: LayerClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> LayerClient:
+    """Return the process-wide client, creating it on first use (thread-safe)."""
+    global _default  # noqa: PLW0603
+    client = _default
+    if client is None:
+        with _default_lock:
+            if _default is None:
+                _default = LayerClient()
+            client = _default
+    return client
+
+
+def set_default_client(client: LayerClient | None) -> LayerClient | None:
+    """Replace the process-wide client; None makes the next call build a fresh one.
+
+    Returns the previous one, so that a test can put it back.
+    """
+    global _default  # noqa: PLW0603
+    with _default_lock:
+        previous, _default = _default, client
+    return previous
+
+
+def get_layer_url(
+    repository_name: str, layer_digest: str, *, registry_id: str | None = None
+) -> LayerUrl:
+    """Return a layer's pre-signed download URL, using the process-wide default client.
+
+    See `LayerClient.get_layer_url`.
+    """
+    return default_client().get_layer_url(
+        repository_name, layer_digest, registry_id=registry_id
+    )

@@ -1,0 +1,113 @@
+"""
+Check GetDownloadUrlForLayer's inputs locally, before any request is sent.
+
+botocore checks only ``required`` and ``min``; a bad digest or a 300-character name
+would otherwise cost a round trip (and a retry budget) to learn it is invalid.
+
+The rules come from the botocore service model at run time, not from constants here:
+the model's ``RepositoryName`` pattern is wider than the documented one (it allows
+``a__b`` and ``a--b``), and the library must never reject what the service accepts.
+A botocore upgrade that relaxes a rule then relaxes ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._exceptions import InvalidParameter
+
+if TYPE_CHECKING:
+    from botocore.model import ServiceModel
+
+OPERATION = "GetDownloadUrlForLayer"
+
+_log = logging.getLogger("ecr_layers")
+
+
+@attrs.frozen
+class Rule:
+    """One field's rule, as the service model states it."""
+
+    field: str
+    pattern: re.Pattern[str] | None
+    min_length: int | None
+    max_length: int | None
+
+    def check(self, value: object) -> None:
+        """Raise `InvalidParameter` unless *value* satisfies this rule."""
+        if not isinstance(value, str):
+            raise InvalidParameter(
+                f"{self.field} must be a str, got {type(value).__name__}",
+                parameter=self.field,
+            )
+        size = len(value)
+        if self.min_length is not None and size < self.min_length:
+            self._fail(value, f"is {size} characters long, shorter than {self.min_length}")
+        if self.max_length is not None and size > self.max_length:
+            self._fail(value, f"is {size} characters long, longer than {self.max_length}")
+        # fullmatch, not match + "$": "$" lets a trailing newline through.
+        if self.pattern is not None and self.pattern.fullmatch(value) is None:
+            self._fail(value, f"does not match the pattern {self.pattern.pattern}")
+
+    def _fail(self, value: str, why: str) -> None:
+        raise InvalidParameter(
+            f"{self.field} {_truncated_repr(value)} {why}", parameter=self.field
+        )
+
+
+@attrs.frozen
+class Validator:
+    """The rules for one operation's string inputs, keyed by API field name."""
+
+    rules: dict[str, Rule]
+
+    def params(
+        self, repository_name: object, layer_digest: object, registry_id: object
+    ) -> dict[str, Any]:
+        """Return the request parameters, or raise `InvalidParameter` for the first bad one."""
+        rules = self.rules
+        rules["repositoryName"].check(repository_name)
+        rules["layerDigest"].check(layer_digest)
+        params = {"repositoryName": repository_name, "layerDigest": layer_digest}
+        if registry_id is not None:
+            rules["registryId"].check(registry_id)
+            params["registryId"] = registry_id
+        return params
+
+
+def rules_from_model(service_model: ServiceModel, operation: str = OPERATION) -> Validator:
+    """Build the validator for *operation* from a botocore service model."""
+    members = service_model.operation_model(operation).input_shape.members
+    rules = {}
+    for name, shape in members.items():
+        meta = shape.metadata
+        rules[name] = Rule(
+            field=name,
+            pattern=_compile(name, meta.get("pattern")),
+            min_length=meta.get("min"),
+            max_length=meta.get("max"),
+        )
+    return Validator(rules)
+
+
+def _compile(field: str, pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error:
+        # The service's patterns are Java regexes. One that Python cannot compile is
+        # left to the service to enforce rather than guessed at: rejecting input the
+        # service would take is the one mistake this module must not make.
+        _log.debug("ecr_layers: cannot compile the model's %s pattern; not checked", field)
+        return None
+
+
+def _truncated_repr(value: str, limit: int = 60) -> str:
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
