@@ -9,6 +9,7 @@ successful call then costs what the botocore call costs, not a tenacity object.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -102,11 +103,13 @@ def call(attempt: Callable[[], T], policy: RetryPolicy) -> T:
 def _retry(
     attempt: Callable[[], T], policy: RetryPolicy, first: TransientError, started: float
 ) -> T:
+    attempts = _attempts(policy)
+    if attempts <= 1:
+        first.attempts = 1
+        raise first
+
     import tenacity  # Deferred: a process that never retries never imports it.
 
-    attempts = policy.attempts
-    if _TESTING.enabled:
-        attempts = min(attempts, _TESTING.attempts)
     failed: list[TransientError] = [first]
 
     def replay_then_call() -> T:
@@ -120,16 +123,9 @@ def _retry(
     if policy.timeout is not None:
         left = max(0.0, policy.timeout - (time.monotonic() - started))
         stop = stop | tenacity.stop_before_delay(left)
-    wait: tenacity.wait.wait_base
-    if _TESTING.enabled:
-        wait = tenacity.wait_none()
-    else:
-        wait = tenacity.wait_exponential_jitter(
-            initial=policy.wait_initial, max=policy.wait_max, jitter=policy.wait_jitter
-        )
     retrying = tenacity.Retrying(
         stop=stop,
-        wait=wait,
+        wait=_no_wait if _TESTING.enabled else _Backoff(policy),
         retry=tenacity.retry_if_exception_type(TransientError),
         before_sleep=_log_retry,
         reraise=True,
@@ -139,6 +135,26 @@ def _retry(
     except ECRError as exc:
         exc.attempts = retrying.statistics.get("attempt_number", 1)
         raise
+
+
+def _attempts(policy: RetryPolicy) -> int:
+    return min(policy.attempts, _TESTING.attempts) if _TESTING.enabled else policy.attempts
+
+
+@attrs.frozen
+class _Backoff:
+    """Exponential backoff with additive jitter, capped: a tenacity wait strategy."""
+
+    policy: RetryPolicy
+
+    def __call__(self, state: tenacity.RetryCallState) -> float:
+        policy = self.policy
+        exponential = policy.wait_initial * 2 ** (state.attempt_number - 1)
+        return min(policy.wait_max, exponential + random.uniform(0, policy.wait_jitter))  # noqa: S311
+
+
+def _no_wait(_state: tenacity.RetryCallState) -> float:
+    return 0.0
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

@@ -1,0 +1,32 @@
+"""
+Test ECR code without AWS: `LocalECR`, a real ECR endpoint on loopback.
+
+Also a pytest plugin (installed with ecr-layers) whose ``local_ecr`` fixture starts
+one and points the environment and ecr-layers' default client at it.
+"""
+
+from ._server import (
+    DEFAULT_ACCESS_KEY_ID,
+    DEFAULT_REGION,
+    DEFAULT_REGISTRY_ID,
+    DEFAULT_SECRET_ACCESS_KEY,
+    Failure,
+    Faults,
+    LocalECR,
+    Record,
+    Stats,
+)
+from ._store import digest_of
+
+__all__ = [
+    "DEFAULT_ACCESS_KEY_ID",
+    "DEFAULT_REGION",
+    "DEFAULT_REGISTRY_ID",
+    "DEFAULT_SECRET_ACCESS_KEY",
+    "Failure",
+    "Faults",
+    "LocalECR",
+    "Record",
+    "Stats",
+    "digest_of",
+]

@@ -1,0 +1,443 @@
+"""
+LocalECR's registry state and the semantics of each operation, without HTTP.
+
+Every operation takes the request's JSON object and returns the response's, or
+raises `ServiceError` with the code and status the real service documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from ecr_layers._exceptions import InvalidParameter
+from ecr_layers._validation import Validator, rules_from_model
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+_PART_SIZE = 10 * 1024 * 1024
+
+
+class ServiceError(Exception):
+    """An error response: the ``__type`` code, its message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(code, message, status)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def digest_of(data: bytes) -> str:
+    """Return the OCI sha256 digest of *data*."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@attrs.define
+class _Repository:
+    name: str
+    created_at: dt.datetime
+    # Layers uploaded to this repository, referenced or not.
+    layers: set[str] = attrs.Factory(set)
+    # manifest digest -> manifest bytes
+    manifests: dict[str, bytes] = attrs.Factory(dict)
+    tags: dict[str, str] = attrs.Factory(dict)
+    # upload id -> bytes received so far
+    uploads: dict[str, bytearray] = attrs.Factory(dict)
+    # digests that some image's manifest references (config and layers)
+    referenced: set[str] = attrs.Factory(set)
+
+
+class BlobStore:
+    """Blob bytes by digest: in memory, or as files in a directory."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
+        self._memory: dict[str, bytes] = {}
+        self._dir = pathlib.Path(directory) if directory is not None else None
+        if self._dir is not None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+
+    def put(self, digest: str, data: bytes) -> None:
+        if self._dir is None:
+            self._memory[digest] = bytes(data)
+            return
+        path = self._path(digest)
+        if path.exists():
+            return
+        # Write then rename, so a reader never sees half a blob.
+        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".blob-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def has(self, digest: str) -> bool:
+        if self._dir is None:
+            return digest in self._memory
+        return self._path(digest).exists()
+
+    def size(self, digest: str) -> int:
+        if self._dir is None:
+            return len(self._memory[digest])
+        return self._path(digest).stat().st_size
+
+    def read(self, digest: str, start: int, end: int, chunk: int) -> Iterator[bytes | memoryview]:
+        """Yield bytes ``start`` to ``end`` (exclusive) in pieces of at most *chunk*."""
+        if self._dir is None:
+            view = memoryview(self._memory[digest])
+            for offset in range(start, end, chunk):
+                yield view[offset : min(offset + chunk, end)]
+            return
+        with self._path(digest).open("rb") as f:
+            f.seek(start)
+            left = end - start
+            while left > 0:
+                data = f.read(min(chunk, left))
+                if not data:
+                    return
+                left -= len(data)
+                yield data
+
+    def _path(self, digest: str) -> pathlib.Path:
+        assert self._dir is not None
+        # Digests reaching here were computed by the store, so they are safe names.
+        return self._dir / digest.replace(":", "-")
+
+
+@attrs.define
+class PullThroughRule:
+    """A pull-through cache rule: repositories under *prefix* come from an upstream."""
+
+    prefix: str
+    upstream_reachable: bool = False
+
+
+class Registry:
+    """One registry's repositories, layers and images; safe to share across threads."""
+
+    def __init__(
+        self,
+        *,
+        registry_id: str,
+        region_name: str,
+        host: Callable[[], str],
+        storage_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.registry_id = registry_id
+        self.region_name = region_name
+        self._host = host
+        self._lock = threading.RLock()
+        self._repos: dict[str, _Repository] = {}
+        self.blobs = BlobStore(storage_dir)
+        self.pull_through: list[PullThroughRule] = []
+        self._validator: Validator | None = None
+
+    # -- Python seeding ---------------------------------------------------------
+
+    def create_repository(self, name: str) -> None:
+        with self._lock:
+            if name not in self._repos:
+                self._repos[name] = _Repository(name, dt.datetime.now(dt.UTC))
+
+    def add_layer(self, repository_name: str, data: bytes) -> str:
+        digest = digest_of(data)
+        with self._lock:
+            self.create_repository(repository_name)
+            self.blobs.put(digest, data)
+            self._repos[repository_name].layers.add(digest)
+        return digest
+
+    def push_image(self, repository_name: str, layers: list[bytes], tag: str | None) -> list[str]:
+        digests = [self.add_layer(repository_name, data) for data in layers]
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": digests}}
+        ).encode()
+        config_digest = self.add_layer(repository_name, config)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_TYPE,
+                "config": _descriptor(CONFIG_TYPE, config_digest, len(config)),
+                "layers": [
+                    _descriptor(LAYER_TYPE, d, len(data)) for d, data in zip(digests, layers, strict=True)
+                ],
+            }
+        )
+        self.PutImage({"repositoryName": repository_name, "imageManifest": manifest, "imageTag": tag})
+        return digests
+
+    # -- Operations ---------------------------------------------------------------
+
+    def GetDownloadUrlForLayer(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        self._validate(request)
+        name, digest = request["repositoryName"], request["layerDigest"]
+        rule = self._pull_through_rule(name)
+        if rule is not None and not rule.upstream_reachable:
+            raise ServiceError(
+                "UnableToGetUpstreamLayerException",
+                f"There was an issue getting the upstream layer for '{name}' from "
+                f"the pull through cache rule '{rule.prefix}'.",
+            )
+        with self._lock:
+            repo = self._repo(request)
+            if digest in repo.referenced:
+                return {"layerDigest": digest}  # the server adds the URL
+            if digest in repo.layers:
+                raise ServiceError(
+                    "LayerInaccessibleException",
+                    f"The layer '{digest}' is not associated with an image in the repository "
+                    f"'{name}'; unassociated layers may be cleaned up at any time.",
+                )
+        raise ServiceError(
+            "LayersNotFoundException",
+            f"The layer '{digest}' could not be found in the repository '{name}'.",
+        )
+
+    def CreateRepository(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name = request.get("repositoryName")
+        self._validate(request, "repositoryName")
+        with self._lock:
+            if name in self._repos:
+                raise ServiceError(
+                    "RepositoryAlreadyExistsException",
+                    f"The repository with name '{name}' already exists in the registry "
+                    f"with id '{self.registry_id}'",
+                )
+            self.create_repository(name)  # type: ignore[arg-type]
+            return {"repository": self._describe(self._repos[name])}  # type: ignore[index]
+
+    def DescribeRepositories(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        self._check_registry(request)
+        with self._lock:
+            names = request.get("repositoryNames") or sorted(self._repos)
+            repos = []
+            for name in names:
+                if name not in self._repos:
+                    raise _repository_not_found(name, self.registry_id)
+                repos.append(self._describe(self._repos[name]))
+        return {"repositories": repos}
+
+    def InitiateLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        upload_id = str(uuid.uuid4())
+        with self._lock:
+            self._repo(request).uploads[upload_id] = bytearray()
+        return {"uploadId": upload_id, "partSize": _PART_SIZE}
+
+    def UploadLayerPart(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        blob = base64.b64decode(request.get("layerPartBlob", ""))
+        first, last = request.get("partFirstByte"), request.get("partLastByte")
+        with self._lock:
+            buffer = self._upload(request)
+            if first != len(buffer) or last != first + len(blob) - 1:
+                raise ServiceError(
+                    "InvalidLayerPartException",
+                    f"The part [{first}, {last}] does not follow the {len(buffer)} bytes "
+                    "received or does not match the part's size.",
+                )
+            buffer += blob
+            last_byte = len(buffer) - 1
+        return {
+            "registryId": self.registry_id,
+            "repositoryName": request["repositoryName"],
+            "uploadId": request["uploadId"],
+            "lastByteReceived": last_byte,
+        }
+
+    def CompleteLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        with self._lock:
+            repo = self._repo(request)
+            buffer = self._upload(request)
+            if not buffer:
+                raise ServiceError("EmptyUploadException", "The upload contains no layer parts.")
+            claimed = request.get("layerDigests") or []
+            actual = digest_of(bytes(buffer))
+            if claimed != [actual]:
+                raise ServiceError(
+                    "InvalidLayerException",
+                    f"The layer digest calculation performed by Amazon ECR ({actual}) does not "
+                    f"match the layer digest specified ({', '.join(map(str, claimed))}).",
+                )
+            del repo.uploads[request["uploadId"]]
+            if actual in repo.layers:
+                raise ServiceError(
+                    "LayerAlreadyExistsException", f"The layer '{actual}' already exists."
+                )
+            self.blobs.put(actual, bytes(buffer))
+            repo.layers.add(actual)
+        return {
+            "registryId": self.registry_id,
+            "repositoryName": repo.name,
+            "uploadId": request["uploadId"],
+            "layerDigest": actual,
+        }
+
+    def PutImage(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        text = request.get("imageManifest")
+        if not isinstance(text, str):
+            raise ServiceError("InvalidParameterException", "imageManifest is required.")
+        try:
+            manifest = json.loads(text)
+            wanted = [manifest["config"]["digest"]] + [d["digest"] for d in manifest["layers"]]
+        except (ValueError, KeyError, TypeError):
+            raise ServiceError(
+                "InvalidParameterException", "The image manifest is not a valid image manifest."
+            ) from None
+        tag = request.get("imageTag")
+        with self._lock:
+            repo = self._repo(request)
+            missing = [d for d in wanted if d not in repo.layers]
+            if missing:
+                raise ServiceError(
+                    "LayersNotFoundException",
+                    f"Layers {missing} referenced by the manifest are not in the repository.",
+                )
+            image_digest = digest_of(text.encode())
+            repo.manifests[image_digest] = text.encode()
+            repo.referenced.update(wanted)
+            if tag:
+                repo.tags[tag] = image_digest
+        image_id = {"imageDigest": image_digest, **({"imageTag": tag} if tag else {})}
+        return {
+            "image": {
+                "registryId": self.registry_id,
+                "repositoryName": repo.name,
+                "imageId": image_id,
+                "imageManifest": text,
+                "imageManifestMediaType": manifest.get("mediaType", MANIFEST_TYPE),
+            }
+        }
+
+    def BatchGetImage(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        images, failures = [], []
+        with self._lock:
+            repo = self._repo(request)
+            for image_id in request.get("imageIds") or []:
+                digest = image_id.get("imageDigest") or repo.tags.get(image_id.get("imageTag", ""))
+                if digest is None or digest not in repo.manifests:
+                    failures.append(
+                        {
+                            "imageId": image_id,
+                            "failureCode": "ImageNotFound",
+                            "failureReason": "Requested image not found",
+                        }
+                    )
+                    continue
+                text = repo.manifests[digest].decode()
+                images.append(
+                    {
+                        "registryId": self.registry_id,
+                        "repositoryName": repo.name,
+                        "imageId": {"imageDigest": digest, **_tag(image_id)},
+                        "imageManifest": text,
+                        "imageManifestMediaType": json.loads(text).get("mediaType", MANIFEST_TYPE),
+                    }
+                )
+        return {"images": images, "failures": failures}
+
+    def BatchCheckLayerAvailability(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        layers, failures = [], []
+        with self._lock:
+            repo = self._repo(request)
+            for digest in request.get("layerDigests") or []:
+                if digest in repo.layers:
+                    layers.append(
+                        {
+                            "layerDigest": digest,
+                            "layerAvailability": "AVAILABLE",
+                            "layerSize": self.blobs.size(digest),
+                            "mediaType": LAYER_TYPE,
+                        }
+                    )
+                else:
+                    failures.append(
+                        {
+                            "layerDigest": digest,
+                            "failureCode": "MissingLayerDigest",
+                            "failureReason": "Could not find layer",
+                        }
+                    )
+        return {"layers": layers, "failures": failures}
+
+    # -- Helpers ------------------------------------------------------------------
+
+    def is_referenced(self, repository_name: str, digest: str) -> bool:
+        with self._lock:
+            repo = self._repos.get(repository_name)
+            return repo is not None and digest in repo.referenced
+
+    def _validate(self, request: dict[str, Any], *fields: str) -> None:
+        # The server enforces the same model rules as the library, so a client that
+        # skips local checks still meets the documented InvalidParameterException.
+        if self._validator is None:
+            import botocore.session
+
+            model = botocore.session.get_session().get_service_model("ecr")
+            self._validator = rules_from_model(model)
+        for field in fields or ("repositoryName", "layerDigest", "registryId"):
+            if field in request or field != "registryId":
+                try:
+                    self._validator.rules[field].check(request.get(field))
+                except InvalidParameter as exc:
+                    raise ServiceError("InvalidParameterException", exc.message) from None
+
+    def _check_registry(self, request: dict[str, Any]) -> None:
+        registry = request.get("registryId")
+        if registry is not None and registry != self.registry_id:
+            name = request.get("repositoryName", "")
+            raise _repository_not_found(name, registry)
+
+    def _repo(self, request: dict[str, Any]) -> _Repository:
+        self._check_registry(request)
+        name = request.get("repositoryName")
+        repo = self._repos.get(name) if isinstance(name, str) else None
+        if repo is None:
+            raise _repository_not_found(str(name), self.registry_id)
+        return repo
+
+    def _upload(self, request: dict[str, Any]) -> bytearray:
+        upload = self._repo(request).uploads.get(request.get("uploadId", ""))
+        if upload is None:
+            raise ServiceError("UploadNotFoundException", "The upload could not be found.")
+        return upload
+
+    def _pull_through_rule(self, name: str) -> PullThroughRule | None:
+        for rule in self.pull_through:
+            if name.startswith(rule.prefix + "/"):
+                return rule
+        return None
+
+    def _describe(self, repo: _Repository) -> dict[str, Any]:
+        return {
+            "repositoryArn": f"arn:aws:ecr:{self.region_name}:{self.registry_id}:repository/{repo.name}",
+            "registryId": self.registry_id,
+            "repositoryName": repo.name,
+            "repositoryUri": f"{self._host()}/{repo.name}",
+            "createdAt": repo.created_at.timestamp(),
+            "imageTagMutability": "MUTABLE",
+        }
+
+
+def _repository_not_found(name: str, registry_id: str) -> ServiceError:
+    return ServiceError(
+        "RepositoryNotFoundException",
+        f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'",
+    )
+
+
+def _descriptor(media_type: str, digest: str, size: int) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": digest, "size": size}
+
+
+def _tag(image_id: dict[str, Any]) -> dict[str, Any]:
+    return {"imageTag": image_id["imageTag"]} if "imageTag" in image_id else {}

@@ -1,0 +1,137 @@
+"""Error mapping, checked with botocore's Stubber (no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.stub import Stubber
+
+import ecr_layers
+from ecr_layers._mapping import BY_CODE
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
+    client = botocore.session.get_session().create_client(
+        "ecr",
+        region_name="us-east-1",
+        aws_access_key_id="AKIAEXAMPLE",
+        aws_secret_access_key="secret",
+        config=ecr_layers.BOTOCORE_CONFIG,
+    )
+    with Stubber(client) as stubber:
+        yield ecr_layers.LayerClient(client, retry_policy=ecr_layers.RetryPolicy(attempts=1)), stubber
+
+
+def test_every_error_the_model_lists_is_mapped() -> None:
+    model = botocore.session.get_session().get_service_model("ecr")
+    listed = {shape.name for shape in model.operation_model("GetDownloadUrlForLayer").error_shapes}
+    assert listed, "the model lists no errors: the test would prove nothing"
+    missing = listed - set(BY_CODE)
+    assert not missing, f"errors the model lists but the table lacks: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "cls"),
+    [
+        ("InvalidParameterException", 400, ecr_layers.InvalidParameter),
+        ("LayerInaccessibleException", 400, ecr_layers.LayerInaccessible),
+        ("LayersNotFoundException", 400, ecr_layers.LayersNotFound),
+        ("RepositoryNotFoundException", 400, ecr_layers.RepositoryNotFound),
+        ("ServerException", 500, ecr_layers.ServerError),
+        ("UnableToGetUpstreamLayerException", 400, ecr_layers.UnableToGetUpstreamLayer),
+        ("AccessDeniedException", 400, ecr_layers.AccessDenied),
+        ("ThrottlingException", 400, ecr_layers.Throttled),
+        ("ExpiredTokenException", 400, ecr_layers.CredentialsError),
+        ("UnrecognizedClientException", 400, ecr_layers.CredentialsError),
+        ("SomethingNewException", 400, ecr_layers.UnknownError),
+        ("SomethingNewException", 503, ecr_layers.ServerError),
+        ("SomethingNewException", 429, ecr_layers.Throttled),
+    ],
+)
+def test_codes_map_to_classes_with_their_context(
+    stubbed: tuple[ecr_layers.LayerClient, Stubber], code: str, status: int, cls: type[Exception]
+) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error(
+        "get_download_url_for_layer",
+        service_error_code=code,
+        service_message="it went wrong",
+        http_status_code=status,
+        response_meta={"RequestId": "req-123"},
+    )
+    with pytest.raises(ecr_layers.ECRError) as info:
+        client.get_layer_url("team/app", DIGEST, registry_id="123456789012")
+    exc = info.value
+    assert type(exc) is cls
+    assert (exc.code, exc.message, exc.request_id, exc.http_status) == (
+        code, "it went wrong", "req-123", status,
+    )
+    assert (exc.repository_name, exc.layer_digest, exc.registry_id, exc.attempts) == (
+        "team/app", DIGEST, "123456789012", 1,
+    )
+    assert exc.__cause__ is not None
+    assert type(exc.__cause__).__module__.startswith("botocore")
+
+
+def test_missing_request_id_is_none(stubbed: tuple[ecr_layers.LayerClient, Stubber]) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error("get_download_url_for_layer", "LayersNotFoundException", "gone")
+    with pytest.raises(ecr_layers.LayersNotFound) as info:
+        client.get_layer_url("team/app", DIGEST)
+    assert info.value.request_id is None
+
+
+@pytest.mark.parametrize(
+    ("response", "fragment"),
+    [
+        ({"layerDigest": DIGEST}, "no downloadUrl"),
+        ({"downloadUrl": "", "layerDigest": DIGEST}, "no downloadUrl"),
+        ({"downloadUrl": "https://x/y", "layerDigest": "sha256:" + "cd" * 32}, "not the one asked for"),
+    ],
+)
+def test_unusable_200_answers_are_typed(
+    stubbed: tuple[ecr_layers.LayerClient, Stubber], response: dict[str, Any], fragment: str
+) -> None:
+    client, stubber = stubbed
+    stubber.add_response("get_download_url_for_layer", response)
+    with pytest.raises(ecr_layers.InvalidResponse) as info:
+        client.get_layer_url("team/app", DIGEST)
+    assert fragment in str(info.value)
+    assert "https://x/y" not in str(info.value)
+
+
+def test_a_good_answer_becomes_a_layer_url(stubbed: tuple[ecr_layers.LayerClient, Stubber]) -> None:
+    client, stubber = stubbed
+    url = (
+        "https://bucket.s3.amazonaws.com/x?X-Amz-Date=20261126T120000Z&X-Amz-Expires=600"
+        "&X-Amz-Credential=AKIA%2Fscope&X-Amz-Signature=deadbeef&X-Amz-Security-Token=tok"
+    )
+    stubber.add_response(
+        "get_download_url_for_layer",
+        {"downloadUrl": url, "layerDigest": DIGEST},
+        {"repositoryName": "team/app", "layerDigest": DIGEST},
+    )
+    result = client.get_layer_url("team/app", DIGEST)
+    assert result.download_url == url
+    assert result.layer_digest == DIGEST
+    assert result.expires_at is not None
+    assert result.expires_at.isoformat() == "2026-11-26T12:10:00+00:00"
+    text = repr(result)
+    for secret in ("deadbeef", "AKIA", "tok"):
+        assert secret not in text
+
+
+def test_invalid_input_is_refused_before_any_request(
+    stubbed: tuple[ecr_layers.LayerClient, Stubber],
+) -> None:
+    client, stubber = stubbed
+    # The Stubber has no response queued: a request would fail with a StubResponseError.
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.get_layer_url("Team/App", DIGEST)
+    stubber.assert_no_pending_responses()

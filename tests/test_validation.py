@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import re
+
+import botocore.session
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ecr_layers import InvalidParameter
+from ecr_layers._validation import Validator, rules_from_model
+
+from .strategies import (
+    documented_digests,
+    documented_registry_ids,
+    documented_repository_names,
+    near_misses,
+)
+
+MODEL = botocore.session.get_session().get_service_model("ecr")
+VALIDATOR = rules_from_model(MODEL)
+MEMBERS = MODEL.operation_model("GetDownloadUrlForLayer").input_shape.members
+
+
+def model_accepts(field: str, value: str) -> bool:
+    """The oracle: the service model's own rule, applied by hand."""
+    meta = MEMBERS[field].metadata
+    return (
+        meta.get("min", 0) <= len(value) <= meta.get("max", 10**9)
+        and re.fullmatch(meta["pattern"], value) is not None
+    )
+
+
+def check(validator: Validator, field: str, value: object) -> None:
+    validator.rules[field].check(value)
+
+
+@given(documented_repository_names, documented_digests, documented_registry_ids)
+def test_accepts_everything_the_documented_patterns_accept(name: str, digest: str, reg: str) -> None:
+    params = VALIDATOR.params(name, digest, reg)
+    assert params == {"repositoryName": name, "layerDigest": digest, "registryId": reg}
+
+
+@pytest.mark.parametrize("field", ["repositoryName", "layerDigest", "registryId"])
+@given(value=near_misses)
+def test_accepts_exactly_the_model_full_match_set(field: str, value: str) -> None:
+    if model_accepts(field, value):
+        check(VALIDATOR, field, value)
+    else:
+        with pytest.raises(InvalidParameter) as info:
+            check(VALIDATOR, field, value)
+        assert info.value.parameter == field
+        assert field in str(info.value)
+        assert info.value.attempts == 0
+        assert info.value.http_status is None
+
+
+@given(st.text(), st.text(), st.one_of(st.none(), st.text()))
+def test_never_raises_anything_but_invalid_parameter(name: str, digest: str, reg: str | None) -> None:
+    try:
+        VALIDATOR.params(name, digest, reg)
+    except InvalidParameter:
+        pass
+
+
+@pytest.mark.parametrize("name", ["a__b", "a--b", "a---b/c_d"])
+def test_model_is_wider_than_the_documented_pattern(name: str) -> None:
+    # The documented pattern rejects these; the service (and so we) must not.
+    assert re.fullmatch(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*", name) is None
+    VALIDATOR.params(name, "sha256:ab", None)
+
+
+@pytest.mark.parametrize(
+    ("field", "args", "fragment"),
+    [
+        ("repositoryName", ("a" * 300, "sha256:ab", None), "300 characters long, longer than 256"),
+        ("repositoryName", ("a", "sha256:ab", None), "shorter than 2"),
+        ("repositoryName", ("team/app\n", "sha256:ab", None), "does not match"),
+        ("layerDigest", ("team/app", "sha256:xyz", None), "does not match"),
+        ("layerDigest", ("team/app", "sha256", None), "does not match"),
+        ("registryId", ("team/app", "sha256:ab", "12345"), "does not match"),
+        ("layerDigest", ("team/app", None, None), "must be a str, got NoneType"),
+    ],
+)
+def test_messages_name_the_field_and_the_rule(field: str, args: tuple[object, ...], fragment: str) -> None:
+    with pytest.raises(InvalidParameter) as info:
+        VALIDATOR.params(*args)
+    assert info.value.parameter == field
+    assert str(info.value).startswith(field)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_long_values_are_truncated_in_the_message() -> None:
+    with pytest.raises(InvalidParameter) as info:
+        VALIDATOR.params("x" * 5000, "sha256:ab", None)
+    assert len(str(info.value)) < 400
+
+
+def test_rules_follow_the_model_at_run_time() -> None:
+    # A model that relaxes a rule relaxes ours: nothing is hard-coded.
+    model = botocore.session.get_session().get_service_model("ecr")
+    shape = model.operation_model("GetDownloadUrlForLayer").input_shape.members["repositoryName"]
+    shape.metadata["pattern"] = "[A-Z]+"
+    try:
+        relaxed = rules_from_model(model)
+        relaxed.params("UPPER", "sha256:ab", None)
+        with pytest.raises(InvalidParameter):
+            relaxed.params("lower", "sha256:ab", None)
+    finally:
+        shape.metadata["pattern"] = MEMBERS["repositoryName"].metadata["pattern"]
+
+
+def test_a_pattern_python_cannot_compile_is_left_to_the_service() -> None:
+    model = botocore.session.get_session().get_service_model("ecr")
+    shape = model.operation_model("GetDownloadUrlForLayer").input_shape.members["layerDigest"]
+    original = shape.metadata["pattern"]
+    shape.metadata["pattern"] = "[unclosed"
+    try:
+        rules_from_model(model).params("team/app", "anything at all", None)
+    finally:
+        shape.metadata["pattern"] = original
