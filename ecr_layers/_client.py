@@ -228,7 +228,7 @@ def set_default_client(client: LayerClient | None) -> LayerClient | None:
 
     Returns the previous one, so that a test can put it back.
     """
-    global _default  # noqa: PLW0603
+    global _default
     with _default_lock:
         previous, _default = _default, client
     return previous
@@ -241,6 +241,4 @@ def get_layer_url(
 
     See `LayerClient.get_layer_url`.
     """
-    return default_client().get_layer_url(
-        repository_name, layer_digest, registry_id=registry_id
-    )
+    return default_client().get_layer_url(repository_name, layer_digest, registry_id=registry_id)

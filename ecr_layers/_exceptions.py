@@ -112,7 +112,9 @@ class InvalidParameter(ECRError, ValueError):
 
     default_code = "InvalidParameterException"
 
-    def __init__(self, message: str = "", *, parameter: str | None = None, **kwargs: object) -> None:
+    def __init__(
+        self, message: str = "", *, parameter: str | None = None, **kwargs: object
+    ) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         #: The API field at fault: ``repositoryName``, ``layerDigest`` or ``registryId``.
         self.parameter = parameter

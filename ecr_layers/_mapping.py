@@ -137,11 +137,9 @@ def from_client_error(exc: bce.ClientError, context: dict[str, Any]) -> ECRError
 
 def from_botocore_error(exc: Exception, context: dict[str, Any]) -> ECRError:
     """Return the typed error for a botocore error raised before or around a response."""
-    for botocore_cls, cls in BY_BOTOCORE_CLASS:
-        if isinstance(exc, botocore_cls):
-            break
-    else:
-        cls = UnknownError
+    cls = next(
+        (ours for theirs, ours in BY_BOTOCORE_CLASS if isinstance(exc, theirs)), UnknownError
+    )
     return cls(str(exc), code=type(exc).__name__, **context)
 
 

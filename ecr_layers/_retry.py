@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -26,8 +26,8 @@ T = TypeVar("T")
 _log = logging.getLogger("ecr_layers")
 
 
-def _at_least(minimum: float) -> Callable[[object, attrs.Attribute[float], float], None]:
-    def check(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _at_least(minimum: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value < minimum:
             raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
 
@@ -150,7 +150,8 @@ class _Backoff:
     def __call__(self, state: tenacity.RetryCallState) -> float:
         policy = self.policy
         exponential = policy.wait_initial * 2 ** (state.attempt_number - 1)
-        return min(policy.wait_max, exponential + random.uniform(0, policy.wait_jitter))  # noqa: S311
+        jitter = random.uniform(0, policy.wait_jitter)  # noqa: S311 (not cryptographic)
+        return float(min(policy.wait_max, exponential + jitter))
 
 
 def _no_wait(_state: tenacity.RetryCallState) -> float:

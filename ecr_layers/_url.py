@@ -16,9 +16,7 @@ import attrs
 
 # Query parameters whose values are secrets: SigV4's, CloudFront's signed URLs' and
 # anything else that calls itself a signature, credential or token.
-_SECRET_PARAM = re.compile(
-    r"(?i)(signature|credential|token|^policy$|^key-pair-id$|^sig$)"
-)
+_SECRET_PARAM = re.compile(r"(?i)(signature|credential|token|^policy$|^key-pair-id$|^sig$)")
 _REDACTED = "REDACTED"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 
@@ -34,9 +32,7 @@ def redact_url(url: str) -> str:
         userinfo, _, host = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:{_REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = "&".join(
-        _redact_pair(pair) for pair in parts.query.split("&") if pair
-    )
+    query = "&".join(_redact_pair(pair) for pair in parts.query.split("&") if pair)
     rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
     return f"{rebuilt}?{query}" if query else rebuilt
 

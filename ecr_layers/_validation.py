@@ -54,9 +54,7 @@ class Rule:
             self._fail(value, f"does not match the pattern {self.pattern.pattern}")
 
     def _fail(self, value: str, why: str) -> None:
-        raise InvalidParameter(
-            f"{self.field} {_truncated_repr(value)} {why}", parameter=self.field
-        )
+        raise InvalidParameter(f"{self.field} {_truncated_repr(value)} {why}", parameter=self.field)
 
 
 @attrs.frozen
@@ -81,10 +79,11 @@ class Validator:
 
 def rules_from_model(service_model: ServiceModel, operation: str = OPERATION) -> Validator:
     """Build the validator for *operation* from a botocore service model."""
-    members = service_model.operation_model(operation).input_shape.members
+    input_shape = service_model.operation_model(operation).input_shape
+    members = input_shape.members if input_shape is not None else {}
     rules = {}
-    for name, shape in members.items():
-        meta = shape.metadata
+    for name, member in members.items():
+        meta = member.metadata
         rules[name] = Rule(
             field=name,
             pattern=_compile(name, meta.get("pattern")),

@@ -8,7 +8,8 @@ import ecr_layers
 from ecr_layers import _exceptions
 
 ALL_ERRORS = [
-    cls for cls in vars(_exceptions).values()
+    cls
+    for cls in vars(_exceptions).values()
     if isinstance(cls, type) and issubclass(cls, ecr_layers.ECRError)
 ]
 
@@ -49,19 +50,39 @@ def test_every_class_is_exported_and_drawn_in_the_module_docstring() -> None:
 
 def test_input_errors_are_value_errors_and_transient_ones_share_a_base() -> None:
     assert issubclass(ecr_layers.InvalidParameter, ValueError)
-    for cls in (ecr_layers.ServerError, ecr_layers.Throttled, ecr_layers.EndpointTimeout,
-                ecr_layers.EndpointUnreachable):
+    for cls in (
+        ecr_layers.ServerError,
+        ecr_layers.Throttled,
+        ecr_layers.EndpointTimeout,
+        ecr_layers.EndpointUnreachable,
+    ):
         assert issubclass(cls, ecr_layers.TransientError)
-    for cls in (ecr_layers.LayersNotFound, ecr_layers.LayerInaccessible, ecr_layers.AccessDenied,
-                ecr_layers.InvalidParameter, ecr_layers.RepositoryNotFound):
-        assert not issubclass(cls, ecr_layers.TransientError)
+    for permanent in (
+        ecr_layers.LayersNotFound,
+        ecr_layers.LayerInaccessible,
+        ecr_layers.AccessDenied,
+        ecr_layers.InvalidParameter,
+        ecr_layers.RepositoryNotFound,
+    ):
+        assert not issubclass(permanent, ecr_layers.TransientError)
 
 
 def test_str_carries_the_context() -> None:
     exc = ecr_layers.LayersNotFound(
-        "not here", request_id="rid", http_status=400, repository_name="team/app",
-        layer_digest="sha256:ab", attempts=2,
+        "not here",
+        request_id="rid",
+        http_status=400,
+        repository_name="team/app",
+        layer_digest="sha256:ab",
+        attempts=2,
     )
     text = str(exc)
-    for part in ("not here", "LayersNotFoundException", "HTTP 400", "'team/app'", "rid", "2 attempts"):
+    for part in (
+        "not here",
+        "LayersNotFoundException",
+        "HTTP 400",
+        "'team/app'",
+        "rid",
+        "2 attempts",
+    ):
         assert part in text

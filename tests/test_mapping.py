@@ -8,6 +8,7 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.stub import Stubber
+from types_boto3_ecr.client import ECRClient
 
 import ecr_layers
 from ecr_layers._mapping import BY_CODE
@@ -17,7 +18,7 @@ DIGEST = "sha256:" + "ab" * 32
 
 @pytest.fixture
 def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
-    client = botocore.session.get_session().create_client(
+    client: ECRClient = botocore.session.get_session().create_client(  # type: ignore[assignment]
         "ecr",
         region_name="us-east-1",
         aws_access_key_id="AKIAEXAMPLE",
@@ -25,7 +26,10 @@ def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
         config=ecr_layers.BOTOCORE_CONFIG,
     )
     with Stubber(client) as stubber:
-        yield ecr_layers.LayerClient(client, retry_policy=ecr_layers.RetryPolicy(attempts=1)), stubber
+        yield (
+            ecr_layers.LayerClient(client, retry_policy=ecr_layers.RetryPolicy(attempts=1)),
+            stubber,
+        )
 
 
 def test_every_error_the_model_lists_is_mapped() -> None:
@@ -70,10 +74,16 @@ def test_codes_map_to_classes_with_their_context(
     exc = info.value
     assert type(exc) is cls
     assert (exc.code, exc.message, exc.request_id, exc.http_status) == (
-        code, "it went wrong", "req-123", status,
+        code,
+        "it went wrong",
+        "req-123",
+        status,
     )
     assert (exc.repository_name, exc.layer_digest, exc.registry_id, exc.attempts) == (
-        "team/app", DIGEST, "123456789012", 1,
+        "team/app",
+        DIGEST,
+        "123456789012",
+        1,
     )
     assert exc.__cause__ is not None
     assert type(exc.__cause__).__module__.startswith("botocore")
@@ -92,7 +102,10 @@ def test_missing_request_id_is_none(stubbed: tuple[ecr_layers.LayerClient, Stubb
     [
         ({"layerDigest": DIGEST}, "no downloadUrl"),
         ({"downloadUrl": "", "layerDigest": DIGEST}, "no downloadUrl"),
-        ({"downloadUrl": "https://x/y", "layerDigest": "sha256:" + "cd" * 32}, "not the one asked for"),
+        (
+            {"downloadUrl": "https://x/y", "layerDigest": "sha256:" + "cd" * 32},
+            "not the one asked for",
+        ),
     ],
 )
 def test_unusable_200_answers_are_typed(

@@ -53,7 +53,10 @@ def test_the_default_client_makes_exactly_the_default_attempts(
         ({"code": "ServerException", "status": 500}, ecr_layers.ServerError),
         ({"code": "ThrottlingException", "status": 400}, ecr_layers.Throttled),
         ({"code": "TooManyRequestsException", "status": 429}, ecr_layers.Throttled),
-        ({"status": 502, "body": b"<html><body>502 Bad Gateway</body></html>"}, ecr_layers.ServerError),
+        (
+            {"status": 502, "body": b"<html><body>502 Bad Gateway</body></html>"},
+            ecr_layers.ServerError,
+        ),
         ({"status": 503, "body": b""}, ecr_layers.ServerError),
         ({"drop_connection": True}, ecr_layers.EndpointUnreachable),
     ],
@@ -77,7 +80,9 @@ def test_transient_failures_are_retried_then_succeed(
 
 def test_read_timeouts_are_retried(local_ecr: LocalECR, digest: str) -> None:
     local_ecr.faults.add_latency(0.5, OP)
-    client = local_ecr.client(retry_policy=FAST.__class__(attempts=2, wait_initial=0), read_timeout=0.1)
+    client = local_ecr.client(
+        retry_policy=FAST.__class__(attempts=2, wait_initial=0), read_timeout=0.1
+    )
     with pytest.raises(ecr_layers.EndpointTimeout) as info:
         client.get_layer_url("team/app", digest)
     assert info.value.attempts == 2
@@ -95,7 +100,9 @@ def test_an_unreachable_endpoint_is_retried_and_typed() -> None:
     with pytest.raises(ecr_layers.EndpointUnreachable) as info:
         client.get_layer_url("team/app", "sha256:ab")
     assert info.value.attempts == 3
-    assert isinstance(info.value.__cause__, __import__("botocore").exceptions.EndpointConnectionError)
+    assert isinstance(
+        info.value.__cause__, __import__("botocore").exceptions.EndpointConnectionError
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +140,9 @@ def test_bad_input_sends_nothing(local_ecr: LocalECR) -> None:
 
 def test_the_deadline_stops_retrying(local_ecr: LocalECR, digest: str) -> None:
     local_ecr.faults.fail_next(OP, 100)
-    policy = ecr_layers.RetryPolicy(attempts=100, wait_initial=0.1, wait_max=0.1, wait_jitter=0, timeout=0.35)
+    policy = ecr_layers.RetryPolicy(
+        attempts=100, wait_initial=0.1, wait_max=0.1, wait_jitter=0, timeout=0.35
+    )
     started = time.monotonic()
     with pytest.raises(ecr_layers.ServerError) as info:
         local_ecr.client(retry_policy=policy).get_layer_url("team/app", digest)
@@ -166,12 +175,16 @@ def test_each_retry_logs_one_line_without_the_url(
         url = local_ecr.client(retry_policy=FAST).get_layer_url("team/app", digest)
     lines = [r.getMessage() for r in caplog.records if r.name == "ecr_layers"]
     assert len(lines) == 2
-    assert "attempt 1" in lines[0] and "ServerException" in lines[0] and "request id" in lines[0]
+    assert "attempt 1" in lines[0]
+    assert "ServerException" in lines[0]
+    assert "request id" in lines[0]
     signature = url.download_url.split("X-Amz-Signature=")[1]
     assert all(signature not in line and "X-Amz" not in line for line in lines)
 
 
-def test_a_client_that_retries_by_itself_is_not_retried_on_top(local_ecr: LocalECR, digest: str) -> None:
+def test_a_client_that_retries_by_itself_is_not_retried_on_top(
+    local_ecr: LocalECR, digest: str
+) -> None:
     retrying = local_ecr.botocore_client(retries={"mode": "standard", "total_max_attempts": 3})
     client = ecr_layers.LayerClient(retrying)
     assert client.retry_policy.attempts == 1

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import re
 
 import botocore.session
 import pytest
+from botocore.model import ServiceModel, Shape
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +21,15 @@ from .strategies import (
 
 MODEL = botocore.session.get_session().get_service_model("ecr")
 VALIDATOR = rules_from_model(MODEL)
-MEMBERS = MODEL.operation_model("GetDownloadUrlForLayer").input_shape.members
+
+
+def input_members(model: ServiceModel) -> dict[str, Shape]:
+    shape = model.operation_model("GetDownloadUrlForLayer").input_shape
+    assert shape is not None
+    return dict(shape.members)
+
+
+MEMBERS = input_members(MODEL)
 
 
 def model_accepts(field: str, value: str) -> bool:
@@ -36,7 +46,9 @@ def check(validator: Validator, field: str, value: object) -> None:
 
 
 @given(documented_repository_names, documented_digests, documented_registry_ids)
-def test_accepts_everything_the_documented_patterns_accept(name: str, digest: str, reg: str) -> None:
+def test_accepts_everything_the_documented_patterns_accept(
+    name: str, digest: str, reg: str
+) -> None:
     params = VALIDATOR.params(name, digest, reg)
     assert params == {"repositoryName": name, "layerDigest": digest, "registryId": reg}
 
@@ -56,17 +68,20 @@ def test_accepts_exactly_the_model_full_match_set(field: str, value: str) -> Non
 
 
 @given(st.text(), st.text(), st.one_of(st.none(), st.text()))
-def test_never_raises_anything_but_invalid_parameter(name: str, digest: str, reg: str | None) -> None:
-    try:
+def test_never_raises_anything_but_invalid_parameter(
+    name: str, digest: str, reg: str | None
+) -> None:
+    with contextlib.suppress(InvalidParameter):
         VALIDATOR.params(name, digest, reg)
-    except InvalidParameter:
-        pass
 
 
 @pytest.mark.parametrize("name", ["a__b", "a--b", "a---b/c_d"])
 def test_model_is_wider_than_the_documented_pattern(name: str) -> None:
     # The documented pattern rejects these; the service (and so we) must not.
-    assert re.fullmatch(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*", name) is None
+    assert (
+        re.fullmatch(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*", name)
+        is None
+    )
     VALIDATOR.params(name, "sha256:ab", None)
 
 
@@ -82,7 +97,9 @@ def test_model_is_wider_than_the_documented_pattern(name: str) -> None:
         ("layerDigest", ("team/app", None, None), "must be a str, got NoneType"),
     ],
 )
-def test_messages_name_the_field_and_the_rule(field: str, args: tuple[object, ...], fragment: str) -> None:
+def test_messages_name_the_field_and_the_rule(
+    field: str, args: tuple[object, ...], fragment: str
+) -> None:
     with pytest.raises(InvalidParameter) as info:
         VALIDATOR.params(*args)
     assert info.value.parameter == field
@@ -100,7 +117,7 @@ def test_long_values_are_truncated_in_the_message() -> None:
 def test_rules_follow_the_model_at_run_time() -> None:
     # A model that relaxes a rule relaxes ours: nothing is hard-coded.
     model = botocore.session.get_session().get_service_model("ecr")
-    shape = model.operation_model("GetDownloadUrlForLayer").input_shape.members["repositoryName"]
+    shape = input_members(model)["repositoryName"]
     shape.metadata["pattern"] = "[A-Z]+"
     try:
         relaxed = rules_from_model(model)
@@ -113,7 +130,7 @@ def test_rules_follow_the_model_at_run_time() -> None:
 
 def test_a_pattern_python_cannot_compile_is_left_to_the_service() -> None:
     model = botocore.session.get_session().get_service_model("ecr")
-    shape = model.operation_model("GetDownloadUrlForLayer").input_shape.members["layerDigest"]
+    shape = input_members(model)["layerDigest"]
     original = shape.metadata["pattern"]
     shape.metadata["pattern"] = "[unclosed"
     try:

@@ -53,7 +53,9 @@ def verify_sigv4(
     """
     authorization = headers.get("authorization")
     if not authorization:
-        raise AuthFailure("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
+        raise AuthFailure(
+            "MissingAuthenticationTokenException", "Missing Authentication Token", 403
+        )
     match = _AUTH_HEADER.fullmatch(authorization.strip())
     if match is None:
         raise AuthFailure("IncompleteSignature", "The Authorization header is malformed.", 400)
@@ -77,7 +79,9 @@ def verify_sigv4(
     try:
         signed_at = dt.datetime.strptime(amz_date, _AMZ_DATE).replace(tzinfo=dt.UTC)
     except ValueError:
-        raise AuthFailure("IncompleteSignature", "X-Amz-Date is missing or malformed.", 400) from None
+        raise AuthFailure(
+            "IncompleteSignature", "X-Amz-Date is missing or malformed.", 400
+        ) from None
     if not amz_date.startswith(date) or abs(dt.datetime.now(dt.UTC) - signed_at) > _MAX_SKEW:
         raise AuthFailure("InvalidSignatureException", "Signature expired.", 400)
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ecr_layers import LayerClient, RetryPolicy
 
 DEFAULT_ACCESS_KEY_ID = "AKIALOCALECR00000000"
-DEFAULT_SECRET_ACCESS_KEY = "localecr/secret/access/key/0000000000000"
+DEFAULT_SECRET_ACCESS_KEY = "localecr/secret/access/key/0000000000000"  # noqa: S105 (a documented test default)
 DEFAULT_REGION = "us-east-1"
 DEFAULT_REGISTRY_ID = "123456789012"
 
@@ -107,9 +107,7 @@ class Stats:
 
     def faults(self, fault: str | None = None) -> int:
         """Return how many requests an injected fault (of kind *fault*) shaped."""
-        return sum(
-            1 for r in self.records if r.fault is not None and fault in (None, r.fault)
-        )
+        return sum(1 for r in self.records if r.fault is not None and fault in (None, r.fault))
 
     def reset(self) -> None:
         """Forget every record."""
@@ -392,7 +390,11 @@ class LocalECR:
             amz_date, expires = query["X-Amz-Date"], query["X-Amz-Expires"]
             credential, signature = query["X-Amz-Credential"], query["X-Amz-Signature"]
         except KeyError:
-            return 403, "AccessDenied", "Query-string authentication requires the signature parameters"
+            return (
+                403,
+                "AccessDenied",
+                "Query-string authentication requires the signature parameters",
+            )
         expected = url_signature(self._url_key, path, amz_date, expires, credential)
         if not _constant_time_equal(expected, signature):
             return (
@@ -427,12 +429,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "LocalECR"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # Tests and the demo read stats, not an access log.
 
     # -- API --------------------------------------------------------------------------
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         ecr = self.server.ecr
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         target = self.headers.get("X-Amz-Target", "")
@@ -458,9 +460,9 @@ class _Handler(BaseHTTPRequestHandler):
         delay = ecr.faults.latency(operation)
         if delay:
             time.sleep(delay)
-        failure = ecr.faults.take_failure(operation)
-        if failure is not None:
-            self._inject(operation, failure)
+        injected = ecr.faults.take_failure(operation)
+        if injected is not None:
+            self._inject(operation, injected)
             return
         try:
             request = json.loads(body or b"{}")
@@ -491,13 +493,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if failure.body is not None:
-            self._send_api(operation, failure.status, failure.body, fault="raw_body", ctype="text/html")
+            self._send_api(
+                operation, failure.status, failure.body, fault="raw_body", ctype="text/html"
+            )
             return
         body = json.dumps({"__type": failure.code, "message": failure.message}).encode()
         self._send_api(operation, failure.status, body, fault="fail_next")
 
     def _send_api(
-        self, operation: str, status: int, body: bytes, *, fault: str | None = None, ctype: str = _JSON_TYPE
+        self,
+        operation: str,
+        status: int,
+        body: bytes,
+        *,
+        fault: str | None = None,
+        ctype: str = _JSON_TYPE,
     ) -> None:
         self.server.ecr.stats.add(Record("api", operation, status, fault=fault))
         self.send_response(status)
@@ -509,13 +519,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- blobs --------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._blob(send_body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._blob(send_body=False)
 
-    def _blob(self, *, send_body: bool) -> None:
+    def _blob(self, *, send_body: bool) -> None:  # noqa: PLR0912, PLR0915 (one request's story, in order)
         ecr = self.server.ecr
         parts = urlsplit(self.path)
         path = unquote(parts.path)
@@ -541,7 +551,9 @@ class _Handler(BaseHTTPRequestHandler):
         status = ecr.faults.take_blob_status()
         if status is not None:
             record(status, "fail_blob")
-            self._s3_error(status, "SlowDown" if status == 503 else "InternalError", "Injected failure")
+            self._s3_error(
+                status, "SlowDown" if status == 503 else "InternalError", "Injected failure"
+            )
             return
         if not ecr.registry.blobs.has(digest):
             record(404)
@@ -553,7 +565,9 @@ class _Handler(BaseHTTPRequestHandler):
             parsed = _parse_range(range_header, size)
             if parsed is None:
                 record(416)
-                self._s3_error(416, "InvalidRange", "The requested range is not satisfiable", size=size)
+                self._s3_error(
+                    416, "InvalidRange", "The requested range is not satisfiable", size=size
+                )
                 return
             start, end, code = parsed[0], parsed[1], 206
         fault = None
@@ -584,13 +598,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _stream(self, chunks: Iterator[bytes | memoryview], *, corrupt: bool, bandwidth: int | None) -> None:
+    def _stream(
+        self, chunks: Iterator[bytes | memoryview], *, corrupt: bool, bandwidth: int | None
+    ) -> None:
         started, sent = time.monotonic(), 0
-        for chunk in chunks:
+        for piece in chunks:
+            chunk: bytes | bytearray | memoryview = piece
             if corrupt:
-                first = bytearray(chunk)
-                first[0] ^= 0xFF
-                chunk, corrupt = first, False
+                flipped = bytearray(piece)
+                flipped[0] ^= 0xFF
+                chunk, corrupt = flipped, False
             try:
                 self.wfile.write(chunk)
             except (BrokenPipeError, ConnectionResetError):

@@ -161,7 +161,11 @@ class Registry:
     def push_image(self, repository_name: str, layers: list[bytes], tag: str | None) -> list[str]:
         digests = [self.add_layer(repository_name, data) for data in layers]
         config = json.dumps(
-            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": digests}}
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": digests},
+            }
         ).encode()
         config_digest = self.add_layer(repository_name, config)
         manifest = json.dumps(
@@ -170,16 +174,19 @@ class Registry:
                 "mediaType": MANIFEST_TYPE,
                 "config": _descriptor(CONFIG_TYPE, config_digest, len(config)),
                 "layers": [
-                    _descriptor(LAYER_TYPE, d, len(data)) for d, data in zip(digests, layers, strict=True)
+                    _descriptor(LAYER_TYPE, d, len(data))
+                    for d, data in zip(digests, layers, strict=True)
                 ],
             }
         )
-        self.PutImage({"repositoryName": repository_name, "imageManifest": manifest, "imageTag": tag})
+        self.PutImage(
+            {"repositoryName": repository_name, "imageManifest": manifest, "imageTag": tag}
+        )
         return digests
 
     # -- Operations ---------------------------------------------------------------
 
-    def GetDownloadUrlForLayer(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def GetDownloadUrlForLayer(self, request: dict[str, Any]) -> dict[str, Any]:
         self._validate(request)
         name, digest = request["repositoryName"], request["layerDigest"]
         rule = self._pull_through_rule(name)
@@ -204,7 +211,7 @@ class Registry:
             f"The layer '{digest}' could not be found in the repository '{name}'.",
         )
 
-    def CreateRepository(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def CreateRepository(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("repositoryName")
         self._validate(request, "repositoryName")
         with self._lock:
@@ -217,7 +224,7 @@ class Registry:
             self.create_repository(name)  # type: ignore[arg-type]
             return {"repository": self._describe(self._repos[name])}  # type: ignore[index]
 
-    def DescribeRepositories(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def DescribeRepositories(self, request: dict[str, Any]) -> dict[str, Any]:
         self._check_registry(request)
         with self._lock:
             names = request.get("repositoryNames") or sorted(self._repos)
@@ -228,13 +235,13 @@ class Registry:
                 repos.append(self._describe(self._repos[name]))
         return {"repositories": repos}
 
-    def InitiateLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def InitiateLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:
         upload_id = str(uuid.uuid4())
         with self._lock:
             self._repo(request).uploads[upload_id] = bytearray()
         return {"uploadId": upload_id, "partSize": _PART_SIZE}
 
-    def UploadLayerPart(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def UploadLayerPart(self, request: dict[str, Any]) -> dict[str, Any]:
         blob = base64.b64decode(request.get("layerPartBlob", ""))
         first, last = request.get("partFirstByte"), request.get("partLastByte")
         with self._lock:
@@ -254,7 +261,7 @@ class Registry:
             "lastByteReceived": last_byte,
         }
 
-    def CompleteLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def CompleteLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             repo = self._repo(request)
             buffer = self._upload(request)
@@ -282,7 +289,7 @@ class Registry:
             "layerDigest": actual,
         }
 
-    def PutImage(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def PutImage(self, request: dict[str, Any]) -> dict[str, Any]:
         text = request.get("imageManifest")
         if not isinstance(text, str):
             raise ServiceError("InvalidParameterException", "imageManifest is required.")
@@ -318,7 +325,7 @@ class Registry:
             }
         }
 
-    def BatchGetImage(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def BatchGetImage(self, request: dict[str, Any]) -> dict[str, Any]:
         images, failures = [], []
         with self._lock:
             repo = self._repo(request)
@@ -345,7 +352,7 @@ class Registry:
                 )
         return {"images": images, "failures": failures}
 
-    def BatchCheckLayerAvailability(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def BatchCheckLayerAvailability(self, request: dict[str, Any]) -> dict[str, Any]:
         layers, failures = [], []
         with self._lock:
             repo = self._repo(request)
@@ -418,8 +425,9 @@ class Registry:
         return None
 
     def _describe(self, repo: _Repository) -> dict[str, Any]:
+        arn = f"arn:aws:ecr:{self.region_name}:{self.registry_id}:repository/{repo.name}"
         return {
-            "repositoryArn": f"arn:aws:ecr:{self.region_name}:{self.registry_id}:repository/{repo.name}",
+            "repositoryArn": arn,
             "registryId": self.registry_id,
             "repositoryName": repo.name,
             "repositoryUri": f"{self._host()}/{repo.name}",

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import ecr_layers
+import ecr_layers.testing
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(ecr_layers.__all__) == sorted(
+        [
+            "BOTOCORE_CONFIG",
+            "AccessDenied",
+            "ConfigurationError",
+            "CredentialsError",
+            "DigestMismatch",
+            "DownloadError",
+            "ECRError",
+            "EndpointTimeout",
+            "EndpointUnreachable",
+            "InvalidParameter",
+            "InvalidResponse",
+            "LayerClient",
+            "LayerInaccessible",
+            "LayerUrl",
+            "LayersNotFound",
+            "RepositoryNotFound",
+            "RetryPolicy",
+            "ServerError",
+            "Throttled",
+            "TransientError",
+            "UnableToGetUpstreamLayer",
+            "UnknownError",
+            "UnsupportedDigest",
+            "default_client",
+            "get_layer_url",
+            "is_testing",
+            "redact_url",
+            "set_default_client",
+            "set_testing",
+        ]
+    )
+
+
+def test_all_matches_the_public_names() -> None:
+    for module in (ecr_layers, ecr_layers.testing):
+        public = {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and getattr(value, "__module__", "").startswith(module.__name__)
+        }
+        assert public <= set(module.__all__), public - set(module.__all__)
+        for name in module.__all__:
+            assert hasattr(module, name)
+
+
+def test_public_objects_are_documented() -> None:
+    for name in ecr_layers.__all__:
+        obj = getattr(ecr_layers, name)
+        if callable(obj):
+            assert obj.__doc__, name

@@ -1,0 +1,29 @@
+"""Type-checked by mypy --strict in CI, never run: the public API's types, pinned."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import assert_type
+
+import ecr_layers
+from ecr_layers import LayerClient, LayerUrl, RetryPolicy
+
+url = ecr_layers.get_layer_url("team/app", "sha256:ab", registry_id="123456789012")
+assert_type(url, LayerUrl)
+assert_type(url.download_url, str)
+assert_type(url.layer_digest, str)
+assert_type(url.expires_at, dt.datetime | None)
+
+client = LayerClient(region_name="us-east-1", retry_policy=RetryPolicy(attempts=3, timeout=None))
+assert_type(client.get_layer_url("team/app", "sha256:ab"), LayerUrl)
+assert_type(client.retry_policy.attempts, int)
+
+try:
+    ecr_layers.get_layer_url("team/app", "sha256:ab")
+except ecr_layers.InvalidParameter as exc:
+    assert_type(exc.parameter, str | None)
+    assert_type(exc.http_status, int | None)
+except ecr_layers.ECRError as exc:
+    assert_type(exc.code, str)
+    assert_type(exc.request_id, str | None)
+    assert_type(exc.attempts, int)
