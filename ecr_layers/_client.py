@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import threading
 import warnings
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -13,7 +16,7 @@ from botocore import exceptions as bce
 from botocore.config import Config
 
 from . import _mapping, _retry
-from ._exceptions import ConfigurationError, InvalidResponse
+from ._exceptions import ConfigurationError, ECRError, InvalidResponse
 from ._retry import RetryPolicy
 from ._url import LayerUrl, expiry_from_url, redact_url
 from ._validation import Validator, rules_from_model
@@ -21,6 +24,7 @@ from ._validation import Validator, rules_from_model
 if TYPE_CHECKING:
     import boto3
     import botocore.session
+    import urllib3
     from types_boto3_ecr.client import ECRClient
 
 #: botocore's own retries off: tenacity is the only retry layer, so a persistent
@@ -68,7 +72,12 @@ class LayerClient:
 
     _ecr: ECRClient
     _policy: RetryPolicy
+    # Downloads are retried by ecr-layers alone (botocore never sees them), so
+    # they keep a full policy even when botocore retries the API calls.
+    _download_policy: RetryPolicy
     _validator: Validator
+    _pool: urllib3.PoolManager | None = None
+    _pool_lock: threading.Lock = attrs.Factory(threading.Lock)
 
     def __init__(
         self,
@@ -86,7 +95,12 @@ class LayerClient:
             policy = retry_policy or RetryPolicy()
         else:
             policy = _policy_for_own_client(client, retry_policy)
-        self.__attrs_init__(client, policy, rules_from_model(client.meta.service_model))
+        self.__attrs_init__(
+            client,
+            policy,
+            retry_policy or RetryPolicy(),
+            rules_from_model(client.meta.service_model),
+        )
 
     @property
     def ecr(self) -> ECRClient:
@@ -115,6 +129,89 @@ class LayerClient:
         """
         params = self._validator.params(repository_name, layer_digest, registry_id)
         return _retry.call(lambda: self._get_once(params), self._policy)
+
+    def get_layer_urls(
+        self,
+        repository_name: str,
+        layer_digests: Iterable[str],
+        *,
+        registry_id: str | None = None,
+        max_workers: int = 16,
+    ) -> dict[str, LayerUrl | ECRError]:
+        """Look up many layers' URLs at once; return each digest's URL or error, in input order.
+
+        Every digest is validated before any request (`InvalidParameter` for the
+        first bad one).  Lookups run on a bounded thread pool sharing this client's
+        connection pool; one failure is reported in its slot and sinks no other.
+        A digest given twice is looked up once.
+        """
+        digests = list(dict.fromkeys(layer_digests))
+        requests = [self._validator.params(repository_name, d, registry_id) for d in digests]
+        if not requests:
+            return {}
+        pool_size = getattr(self._ecr.meta.config, "max_pool_connections", 10)
+        workers = max(1, min(max_workers, pool_size, len(requests)))
+        if workers == 1:
+            return {d: self._lookup(p) for d, p in zip(digests, requests, strict=True)}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="ecr-layers-lookup") as pool:
+            return dict(zip(digests, pool.map(self._lookup, requests), strict=True))
+
+    def _lookup(self, params: dict[str, Any]) -> LayerUrl | ECRError:
+        try:
+            return _retry.call(lambda: self._get_once(params), self._policy)
+        except ECRError as exc:
+            return exc
+
+    def download_layer(
+        self,
+        repository_name: str,
+        layer_digest: str,
+        destination: str | os.PathLike[str],
+        *,
+        registry_id: str | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        parallel: int | None = None,
+        verify: bool = True,
+        allow_http: bool = False,
+    ) -> pathlib.Path:
+        """Download a layer to *destination* (a file, or a directory to put it in); return its path.
+
+        The bytes are hashed while they stream and land at the destination only if
+        they match the digest (else `DigestMismatch`, and nothing is left behind).
+        Dropped connections resume from the last byte; expired URLs are renewed.
+        *parallel* sets how many connections fetch byte ranges at once (None:
+        4 for layers of 64 MiB and more, else 1).  *progress* is called with
+        (bytes done, total bytes or None).  Only https URLs are followed, or http
+        to a loopback host, unless *allow_http*.
+        """
+        from . import _download
+
+        return _download.download(
+            self,
+            self._http(),
+            self._download_policy,
+            repository_name,
+            layer_digest,
+            destination,
+            registry_id=registry_id,
+            progress=progress,
+            parallel=parallel,
+            verify=verify,
+            allow_http=allow_http,
+        )
+
+    def _http(self) -> urllib3.PoolManager:
+        with self._pool_lock:
+            if self._pool is None:
+                import urllib3
+
+                # urllib3's own retries off, as botocore's are: one retry layer.
+                self._pool = urllib3.PoolManager(
+                    maxsize=16, retries=False, timeout=urllib3.Timeout(connect=5, read=30)
+                )
+            return self._pool
 
     def _get_once(self, params: dict[str, Any]) -> LayerUrl:
         try:
@@ -242,3 +339,43 @@ def get_layer_url(
     See `LayerClient.get_layer_url`.
     """
     return default_client().get_layer_url(repository_name, layer_digest, registry_id=registry_id)
+
+
+def get_layer_urls(
+    repository_name: str,
+    layer_digests: Iterable[str],
+    *,
+    registry_id: str | None = None,
+    max_workers: int = 16,
+) -> dict[str, LayerUrl | ECRError]:
+    """Look up many layers' URLs at once with the default client.
+
+    See `LayerClient.get_layer_urls`.
+    """
+    return default_client().get_layer_urls(
+        repository_name, layer_digests, registry_id=registry_id, max_workers=max_workers
+    )
+
+
+def download_layer(
+    repository_name: str,
+    layer_digest: str,
+    destination: str | os.PathLike[str],
+    *,
+    registry_id: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    parallel: int | None = None,
+    verify: bool = True,
+    allow_http: bool = False,
+) -> pathlib.Path:
+    """Download and verify a layer with the default client; see `LayerClient.download_layer`."""
+    return default_client().download_layer(
+        repository_name,
+        layer_digest,
+        destination,
+        registry_id=registry_id,
+        progress=progress,
+        parallel=parallel,
+        verify=verify,
+        allow_http=allow_http,
+    )

@@ -103,7 +103,7 @@ def call(attempt: Callable[[], T], policy: RetryPolicy) -> T:
 def _retry(
     attempt: Callable[[], T], policy: RetryPolicy, first: TransientError, started: float
 ) -> T:
-    attempts = _attempts(policy)
+    attempts = effective_attempts(policy)
     if attempts <= 1:
         first.attempts = 1
         raise first
@@ -127,7 +127,7 @@ def _retry(
         stop=stop,
         wait=_no_wait if _TESTING.enabled else _Backoff(policy),
         retry=tenacity.retry_if_exception_type(TransientError),
-        before_sleep=_log_retry,
+        before_sleep=log_retry,
         reraise=True,
     )
     try:
@@ -137,7 +137,8 @@ def _retry(
         raise
 
 
-def _attempts(policy: RetryPolicy) -> int:
+def effective_attempts(policy: RetryPolicy) -> int:
+    """Return the tries *policy* allows, capped by test mode."""
     return min(policy.attempts, _TESTING.attempts) if _TESTING.enabled else policy.attempts
 
 
@@ -148,17 +149,21 @@ class _Backoff:
     policy: RetryPolicy
 
     def __call__(self, state: tenacity.RetryCallState) -> float:
-        policy = self.policy
-        exponential = policy.wait_initial * 2 ** (state.attempt_number - 1)
-        jitter = random.uniform(0, policy.wait_jitter)  # noqa: S311 (not cryptographic)
-        return float(min(policy.wait_max, exponential + jitter))
+        return backoff(self.policy, state.attempt_number)
+
+
+def backoff(policy: RetryPolicy, failures: int) -> float:
+    """Return the wait after the *failures*-th failure in a row: exponential, jittered, capped."""
+    exponential = policy.wait_initial * 2 ** (failures - 1)
+    jitter = random.uniform(0, policy.wait_jitter)  # noqa: S311 (not cryptographic)
+    return float(min(policy.wait_max, exponential + jitter))
 
 
 def _no_wait(_state: tenacity.RetryCallState) -> float:
     return 0.0
 
 
-def _log_retry(state: tenacity.RetryCallState) -> None:
+def log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome is not None else None
     code = getattr(exc, "code", type(exc).__name__)
     request_id = getattr(exc, "request_id", None)

@@ -31,6 +31,8 @@ def test_all_is_pinned() -> None:
             "UnknownError",
             "UnsupportedDigest",
             "default_client",
+            "download_layer",
+            "get_layer_urls",
             "get_layer_url",
             "is_testing",
             "redact_url",

@@ -5,6 +5,7 @@ Also a pytest plugin (installed with ecr-layers) whose ``local_ecr`` fixture sta
 one and points the environment and ecr-layers' default client at it.
 """
 
+from ._push import push_image_via_api, upload_layer_via_api
 from ._server import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_REGION,
@@ -29,4 +30,6 @@ __all__ = [
     "Record",
     "Stats",
     "digest_of",
+    "push_image_via_api",
+    "upload_layer_via_api",
 ]

@@ -130,7 +130,7 @@ class Faults:
         self._failures: dict[str, list[Failure]] = {}
         self._latency: dict[str | None, float] = {}
         self._blob_faults: dict[str, int] = {}
-        self._blob_status: list[int] = []
+        self._blob_status: list[tuple[int, str, str]] = []
         self._truncate_after: int | None = None
         #: Bytes per second per blob connection; None for no cap.
         self.bandwidth: int | None = None
@@ -172,10 +172,17 @@ class Faults:
         """Hand out already-expired download URLs for the next *times* calls."""
         self._add_blob_fault("expired_url", times)
 
-    def fail_next_blobs(self, times: int = 1, *, status: int = 503) -> None:
-        """Answer the next *times* blob downloads with an S3-style error of *status*."""
+    def fail_next_blobs(
+        self,
+        times: int = 1,
+        *,
+        status: int = 503,
+        code: str = "SlowDown",
+        message: str = "Injected failure",
+    ) -> None:
+        """Answer the next *times* blob downloads with an S3-style XML error."""
         with self._lock:
-            self._blob_status.extend([status] * times)
+            self._blob_status.extend([(status, code, message)] * times)
 
     def clear(self) -> None:
         """Remove every fault."""
@@ -205,7 +212,7 @@ class Faults:
                 self._blob_faults[kind] = left - 1
             return bool(left)
 
-    def take_blob_status(self) -> int | None:
+    def take_blob_status(self) -> tuple[int, str, str] | None:
         with self._lock:
             return self._blob_status.pop(0) if self._blob_status else None
 
@@ -548,12 +555,10 @@ class _Handler(BaseHTTPRequestHandler):
         delay = ecr.faults.latency("blob")
         if delay:
             time.sleep(delay)
-        status = ecr.faults.take_blob_status()
-        if status is not None:
-            record(status, "fail_blob")
-            self._s3_error(
-                status, "SlowDown" if status == 503 else "InternalError", "Injected failure"
-            )
+        injected = ecr.faults.take_blob_status()
+        if injected is not None:
+            record(injected[0], "fail_blob")
+            self._s3_error(*injected)
             return
         if not ecr.registry.blobs.has(digest):
             record(404)
