@@ -42,6 +42,8 @@ def server_process() -> Iterator[Server]:
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def child_env(server: Server) -> dict[str, str]:

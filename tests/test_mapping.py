@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore.session
 import pytest
 from botocore.stub import Stubber
-from types_boto3_ecr.client import ECRClient
 
 import ecr_layers
 from ecr_layers._mapping import BY_CODE
+
+if TYPE_CHECKING:
+    from types_boto3_ecr.client import ECRClient
 
 DIGEST = "sha256:" + "ab" * 32
 
