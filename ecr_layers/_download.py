@@ -429,8 +429,11 @@ def _stream(job: _Job, sink: _Sink, algorithm: str, end: int | None) -> int | No
 def _pump(response: urllib3.BaseHTTPResponse, write: Callable[[bytes], object], job: _Job) -> None:
     import urllib3
 
+    # read1 (urllib3 2) hands over whatever has arrived, so a cut connection loses
+    # nothing already received; read(amt) would drop a partly filled buffer.
+    read = getattr(response, "read1", response.read)
     try:
-        while data := response.read(READ_SIZE):
+        while data := read(READ_SIZE):
             write(data)
             # Unlocked: a lost update between range workers only delays noticing
             # progress; it is never used to count bytes.
