@@ -23,10 +23,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def server_process() -> Iterator[Server]:
+def server_process(*options: str) -> Iterator[Server]:
     """Run ``ecr-layers serve`` in a child process; yield its endpoint and environment."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ecr_layers", "serve", "--port", "0"],
+        [sys.executable, "-m", "ecr_layers", "serve", "--port", "0", *options],
         stdout=subprocess.PIPE,
         text=True,
     )

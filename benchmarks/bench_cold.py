@@ -18,7 +18,9 @@ from ecr_layers.testing import push_image_via_api
 
 from ._common import child_env, ecr_client, median, server_process
 
-_REPORT = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+# VmHWM: this process image's own peak RSS in KiB (ru_maxrss would include the
+# forking parent's size, which survives exec).
+_REPORT = "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
 OURS = "import ecr_layers\necr_layers.get_layer_url('bench/app', {digest!r})\n" + _REPORT
 BOTO3 = (
     "import boto3\n"

@@ -153,6 +153,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .testing import LocalECR
 
     ecr = LocalECR(host=args.host, port=args.port, storage_dir=args.storage_dir)
+    if args.latency:
+        ecr.faults.add_latency(args.latency)
+    ecr.faults.bandwidth = args.bandwidth
     print(f"LocalECR serving on {ecr.endpoint_url}", flush=True)
     for name, value in ecr.env().items():
         print(f"export {name}={value}", flush=True)
@@ -202,6 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     serve.add_argument("--storage-dir", help="keep layers in this directory, not memory")
+    serve.add_argument("--latency", type=float, default=0.0, help="seconds added to each API call")
+    serve.add_argument("--bandwidth", type=int, help="bytes per second per download connection")
     serve.set_defaults(func=_cmd_serve)
 
     demo = sub.add_parser("demo", help="push, look up, download and verify on a LocalECR")

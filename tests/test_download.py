@@ -257,8 +257,15 @@ def test_auto_mode_goes_parallel_only_for_large_layers(
     client.download_layer("team/app", digests[0], tmp_path)
     assert len(blob_log(local_ecr)) == 2  # first chunk, then the rest in one stream
     local_ecr.stats.reset()
+    # A first chunk that arrives slowly (a capped connection) means going parallel...
+    monkeypatch.setattr(_download, "AUTO_FAST_ENOUGH", 10**15)
     client.download_layer("team/app", digests[1], tmp_path)
     assert len(blob_log(local_ecr)) == 8  # 8 ranges of 256 KiB
+    local_ecr.stats.reset()
+    # ...and one that arrives fast means one stream already outruns the client.
+    monkeypatch.setattr(_download, "AUTO_FAST_ENOUGH", 1)
+    client.download_layer("team/app", digests[1], tmp_path)
+    assert len(blob_log(local_ecr)) == 2
 
 
 def test_parallel_against_a_server_that_ignores_range(
