@@ -134,3 +134,33 @@ def test_demo_runs() -> None:
     assert "caught LayersNotFound" in out.stdout
     assert "caught LayerInaccessible" in out.stdout
     assert "X-Amz-Signature" not in out.stdout
+
+
+def test_a_terminal_gets_a_progress_bar(local_ecr: LocalECR, tmp_path: pathlib.Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    pytest.importorskip("tqdm")
+    [digest] = local_ecr.push_image("team/app", [os.urandom(2_000_000)])
+    parent, child = pty.openpty()
+    # A terminal has a size; tqdm draws nothing on a zero-width one.
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecr_layers", "download", "team/app", digest, "-o", str(tmp_path)],
+        stderr=child, stdout=subprocess.PIPE, env=dict(os.environ),
+    )  # fmt: skip
+    os.close(child)  # the child has its own copy; reads end with EIO when it exits
+    drawn = b""
+    try:
+        while chunk := os.read(parent, 65536):
+            drawn += chunk
+    except OSError:
+        pass
+    finally:
+        os.close(parent)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert b"B/s" in drawn
+    assert out.decode().strip().endswith(digest.replace(":", "-"))

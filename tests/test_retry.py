@@ -217,3 +217,14 @@ def test_retry_policy_rejects_nonsense() -> None:
         ecr_layers.RetryPolicy(wait_max=-1)
     with pytest.raises(ValueError, match="attempts"):
         ecr_layers.set_testing(True, attempts=0)
+
+
+@pytest.mark.parametrize("body", [b"<html>not json</html>", b"", b'{"layerDigest": "sha256:ab"}'])
+def test_an_unusable_200_is_a_typed_error_not_retried(
+    local_ecr: LocalECR, digest: str, body: bytes
+) -> None:
+    local_ecr.faults.fail_next(OP, 1, status=200, body=body)
+    with pytest.raises(ecr_layers.InvalidResponse) as info:
+        local_ecr.client(retry_policy=FAST).get_layer_url("team/app", digest)
+    assert info.value.http_status == 200
+    assert local_ecr.stats.count(OP) == 1
