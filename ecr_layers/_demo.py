@@ -58,5 +58,5 @@ def run(*, quiet: bool = False) -> int:
         finally:
             set_default_client(previous)
         calls = ecr.stats.count("GetDownloadUrlForLayer")
-        say(f"done: {calls} GetDownloadUrlForLayer calls, {ecr.stats.blob_count()} downloads")
+        say(f"done: {calls} GetDownloadUrlForLayer calls, {ecr.stats.blob_count()} blob requests")
     return 0

@@ -37,9 +37,10 @@ from ._exceptions import (
     TransientError,
     UnsupportedDigest,
 )
-from ._retry import RetryPolicy, backoff, effective_attempts, is_testing, log_retry
+from ._retry import RetryPolicy, backoff, effective_attempts, is_testing, retrying
 
 if TYPE_CHECKING:
+    import tenacity
     import urllib3
 
     from ._url import LayerUrl
@@ -384,8 +385,6 @@ def _retrying(job: _Job, attempt: Callable[[], int | None]) -> int | None:
     Only failures in a row without progress count against the policy: a long
     download over a flaky link is not given up for having been cut several times.
     """
-    import tenacity
-
     streak = _Streak(job)
     attempts = effective_attempts(job.policy)
 
@@ -398,18 +397,7 @@ def _retrying(job: _Job, attempt: Callable[[], int | None]) -> int | None:
             return 0.0  # nothing to wait for: a fresh URL is one call away
         return 0.0 if is_testing() else backoff(job.policy, streak.failures)
 
-    retrying = tenacity.Retrying(
-        stop=stop,
-        wait=wait,
-        retry=tenacity.retry_if_exception_type(TransientError),
-        before_sleep=log_retry,
-        reraise=True,
-    )
-    try:
-        return retrying(attempt)
-    except ECRError as exc:
-        exc.attempts = retrying.statistics.get("attempt_number", 1)
-        raise
+    return retrying(attempt, stop=stop, wait=wait)
 
 
 @attrs.define

@@ -123,17 +123,33 @@ def _retry(
     if policy.timeout is not None:
         left = max(0.0, policy.timeout - (time.monotonic() - started))
         stop = stop | tenacity.stop_before_delay(left)
-    retrying = tenacity.Retrying(
+    return retrying(
+        replay_then_call, stop=stop, wait=_no_wait if _TESTING.enabled else _Backoff(policy)
+    )
+
+
+def retrying(
+    attempt: Callable[[], T],
+    *,
+    stop: Callable[[tenacity.RetryCallState], bool],
+    wait: Callable[[tenacity.RetryCallState], float],
+) -> T:
+    """Run *attempt* under tenacity: retry `TransientError` only, log each retry,
+    and let the last typed error escape (never `tenacity.RetryError`) with ``attempts`` set.
+    """
+    import tenacity
+
+    machine = tenacity.Retrying(
         stop=stop,
-        wait=_no_wait if _TESTING.enabled else _Backoff(policy),
+        wait=wait,
         retry=tenacity.retry_if_exception_type(TransientError),
         before_sleep=log_retry,
         reraise=True,
     )
     try:
-        return retrying(replay_then_call)
+        return machine(attempt)
     except ECRError as exc:
-        exc.attempts = retrying.statistics.get("attempt_number", 1)
+        exc.attempts = machine.statistics.get("attempt_number", 1)
         raise
 
 
