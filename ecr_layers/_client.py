@@ -90,6 +90,13 @@ class LayerClient:
         config: Config | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
+        if client is not None and any(
+            v is not None for v in (session, region_name, endpoint_url, profile_name, config)
+        ):
+            # Silently ignoring them would point the caller at an endpoint they did not ask for.
+            raise ConfigurationError(
+                "give either an existing client, or session/region/endpoint/profile/config"
+            )
         if client is None:
             client = _make_client(session, region_name, endpoint_url, profile_name, config)
             policy = retry_policy or RetryPolicy()

@@ -232,7 +232,13 @@ class _Job:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
             response = self.pool.request(
-                "GET", url.download_url, headers=headers, preload_content=False, redirect=True
+                # No redirects: a pre-signed URL is fetched where it points (a 3xx is an
+                # error below), and a redirect could not bypass the https check.
+                "GET",
+                url.download_url,
+                headers=headers,
+                preload_content=False,
+                redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise _network_error(exc, self.context()) from exc
@@ -477,11 +483,17 @@ def _parallel(job: _Job, sink: _Sink, total: int, connections: int) -> None:
         pending: deque[Future[bytearray]] = deque()
         for _ in range(connections):
             _submit(pool, pending, job, ranges)
-        while pending:
-            data = pending.popleft().result()
-            sink.write(data)
-            del data  # freed before the next range is allocated: (N + 1) x CHUNK_SIZE at most
-            _submit(pool, pending, job, ranges)
+        try:
+            while pending:
+                data = pending.popleft().result()
+                sink.write(data)
+                del data  # freed before the next range is allocated: (N + 1) x CHUNK_SIZE at most
+                _submit(pool, pending, job, ranges)
+        except BaseException:
+            # One range failed for good: the others' work is wasted, so stop waiting for it.
+            for future in pending:
+                future.cancel()
+            raise
 
 
 def _submit(

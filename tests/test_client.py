@@ -151,3 +151,8 @@ def test_redaction_hides_every_secret(sig: str, cred: str, token: str, base: str
 @given(st.text())
 def test_redaction_never_raises(text: str) -> None:
     assert isinstance(redact_url(text), str)
+
+
+def test_a_client_and_client_settings_are_not_mixed(local_ecr: LocalECR) -> None:
+    with pytest.raises(ecr_layers.ConfigurationError):
+        ecr_layers.LayerClient(local_ecr.botocore_client(), region_name="eu-west-1")

@@ -421,3 +421,24 @@ def test_get_layer_urls_retries_per_digest(
     results = ecr_layers.get_layer_urls("team/app", digests)
     assert all(isinstance(r, ecr_layers.LayerUrl) for r in results.values())
     assert local_ecr.stats.count(OP) == 7
+
+
+def test_a_range_that_fails_for_good_fails_the_parallel_download_cleanly(
+    local_ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_download, "CHUNK_SIZE", 256 * 1024)
+    [digest] = local_ecr.push_image("team/app", [os.urandom(2 * 1024 * 1024)])
+    armed: list[int] = []
+
+    def break_the_rest(done: int, total: int | None) -> None:
+        if not armed:  # after the first chunk, every range meets a 403 that is not expiry
+            armed.append(done)
+            local_ecr.faults.fail_next_blobs(100, status=403, code="AccessDenied", message="No")
+
+    with pytest.raises(ecr_layers.DownloadError) as info:
+        client.download_layer("team/app", digest, tmp_path, parallel=4, progress=break_the_rest)
+    assert (info.value.code, info.value.http_status) == ("AccessDenied", 403)
+    assert list(tmp_path.iterdir()) == []
