@@ -29,6 +29,7 @@ import attrs
 from ._exceptions import (
     DigestMismatch,
     DownloadError,
+    DownloadUrlExpired,
     ECRError,
     EndpointTimeout,
     EndpointUnreachable,
@@ -181,12 +182,6 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
-class _Expired(TransientError):
-    """The download URL expired; a fresh one is fetched and the download goes on."""
-
-    default_code = "RequestExpired"
-
-
 @attrs.define
 class _Job:
     """One download's state, shared by its attempts and (in parallel mode) its workers."""
@@ -255,7 +250,7 @@ class _Job:
             with self.url_lock:
                 if self.url is url:
                     self.url = None  # the next attempt fetches a fresh one
-            return _Expired("the download URL expired", http_status=status, **context)
+            return DownloadUrlExpired("the download URL expired", http_status=status, **context)
         text = f"the download host answered HTTP {status}" + (
             f": {code}: {message}" if code else ""
         )
@@ -399,7 +394,7 @@ def _retrying(job: _Job, attempt: Callable[[], int | None]) -> int | None:
 
     def wait(state: tenacity.RetryCallState) -> float:
         outcome = state.outcome
-        if outcome is not None and isinstance(outcome.exception(), _Expired):
+        if outcome is not None and isinstance(outcome.exception(), DownloadUrlExpired):
             return 0.0  # nothing to wait for: a fresh URL is one call away
         return 0.0 if is_testing() else backoff(job.policy, streak.failures)
 

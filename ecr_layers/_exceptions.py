@@ -21,7 +21,8 @@ Every failure ecr-layers lets a caller see, as one tree.
         ├── ServerError                      ServerException, or any 5xx
         ├── Throttled                        throttling codes, HTTP 429
         ├── EndpointUnreachable              connection refused, reset or closed
-        └── EndpointTimeout                  connect or read timeout
+        ├── EndpointTimeout                  connect or read timeout
+        └── DownloadUrlExpired               renewed, and the download goes on
 
 Context travels as attributes, not only in the message, and ``__cause__`` is the
 botocore exception where there was one.  The classes pickle to themselves with all
@@ -38,6 +39,7 @@ __all__ = [
     "CredentialsError",
     "DigestMismatch",
     "DownloadError",
+    "DownloadUrlExpired",
     "ECRError",
     "EndpointTimeout",
     "EndpointUnreachable",
@@ -236,3 +238,9 @@ class EndpointTimeout(TransientError):
 
 def _shorten(value: str, limit: int = 80) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+class DownloadUrlExpired(TransientError):
+    """The download URL expired mid-download; a fresh one is fetched and the download goes on."""
+
+    default_code = "RequestExpired"

@@ -13,6 +13,7 @@ def test_all_is_pinned() -> None:
             "CredentialsError",
             "DigestMismatch",
             "DownloadError",
+            "DownloadUrlExpired",
             "ECRError",
             "EndpointTimeout",
             "EndpointUnreachable",
