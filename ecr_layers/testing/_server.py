@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -81,19 +82,28 @@ class Record:
 
 
 class Stats:
-    """Every request the endpoint served, for tests to count from the server side."""
+    """Every request the endpoint served, for tests to count from the server side.
+
+    Counts are kept for the endpoint's whole life; the individual `records` only
+    for the most recent `RECORDS_KEPT` requests, so a long-running ``serve`` does not
+    grow without bound.
+    """
+
+    RECORDS_KEPT = 100_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: list[Record] = []
+        self._records: deque[Record] = deque(maxlen=self.RECORDS_KEPT)
+        self._counts: Counter[tuple[str, str, int, str | None]] = Counter()
 
     def add(self, record: Record) -> None:
         with self._lock:
             self._records.append(record)
+            self._counts[record.kind, record.target, record.status, record.fault] += 1
 
     @property
     def records(self) -> list[Record]:
-        """A copy of every record so far, oldest first."""
+        """A copy of the recent records, oldest first."""
         with self._lock:
             return list(self._records)
 
@@ -107,19 +117,26 @@ class Stats:
 
     def faults(self, fault: str | None = None) -> int:
         """Return how many requests an injected fault (of kind *fault*) shaped."""
-        return sum(1 for r in self.records if r.fault is not None and fault in (None, r.fault))
+        with self._lock:
+            return sum(
+                n
+                for (_, _, _, f), n in self._counts.items()
+                if f is not None and fault in (None, f)
+            )
 
     def reset(self) -> None:
-        """Forget every record."""
+        """Forget every record and count."""
         with self._lock:
             self._records.clear()
+            self._counts.clear()
 
     def _count(self, kind: str, target: str | None, status: int | None) -> int:
-        return sum(
-            1
-            for r in self.records
-            if r.kind == kind and target in (None, r.target) and status in (None, r.status)
-        )
+        with self._lock:
+            return sum(
+                n
+                for (k, t, st, _), n in self._counts.items()
+                if k == kind and target in (None, t) and status in (None, st)
+            )
 
 
 class Faults:
