@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 from typing import assert_type
 
 import ecr_layers
@@ -27,3 +28,16 @@ except ecr_layers.ECRError as exc:
     assert_type(exc.code, str)
     assert_type(exc.request_id, str | None)
     assert_type(exc.attempts, int)
+
+
+results = ecr_layers.get_layer_urls("team/app", ["sha256:ab"], max_workers=4)
+assert_type(results, dict[str, LayerUrl | ecr_layers.ECRError])
+path = client.download_layer(
+    "team/app", "sha256:ab", "/tmp", parallel=4, progress=lambda d, t: None
+)
+assert_type(path, pathlib.Path)
+assert_type(ecr_layers.download_layer("team/app", "sha256:ab", pathlib.Path(".")), pathlib.Path)
+try:
+    client.download_layer("team/app", "sha256:ab", ".")
+except ecr_layers.DigestMismatch as mismatch:
+    assert_type(mismatch.expected, str | None)

@@ -1,0 +1,97 @@
+"""Hypothesis properties for every parser: URLs, digests, ranges, error bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ecr_layers
+from ecr_layers import _download
+from ecr_layers._url import expiry_from_url
+from ecr_layers.testing._server import _parse_range
+
+from .strategies import documented_digests
+
+HEX = "0123456789abcdef"
+
+
+@given(st.text())
+def test_expiry_never_raises(text: str) -> None:
+    assert expiry_from_url(text) is None or isinstance(expiry_from_url(text), dt.datetime)
+
+
+@given(
+    st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1)),
+    st.integers(min_value=0, max_value=7 * 24 * 3600),
+    st.lists(st.sampled_from(["X-Amz-Algorithm=AWS4-HMAC-SHA256", "a=b", "X-Amz-Signature=ff"])),
+)
+def test_expiry_is_date_plus_expires_wherever_the_parameters_stand(
+    signed: dt.datetime, expires: int, others: list[str]
+) -> None:
+    signed = signed.replace(microsecond=0)
+    params = [*others, f"X-Amz-Date={signed:%Y%m%dT%H%M%SZ}", f"X-Amz-Expires={expires}"]
+    for order in (params, params[::-1]):
+        url = "https://bucket.s3.amazonaws.com/key?" + "&".join(order)
+        assert expiry_from_url(url) == signed.replace(tzinfo=dt.UTC) + dt.timedelta(seconds=expires)
+
+
+@given(st.text())
+def test_check_digest_accepts_exactly_oci_sha256_and_sha512(digest: str) -> None:
+    valid = re.fullmatch(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", digest) is not None
+    if valid:
+        assert _download.check_digest(digest)[0] in ("sha256", "sha512")
+    else:
+        with pytest.raises(ecr_layers.UnsupportedDigest):
+            _download.check_digest(digest)
+
+
+@given(st.sampled_from(["sha256", "sha512"]), st.data())
+def test_check_digest_accepts_generated_valid_digests(algorithm: str, data: st.DataObject) -> None:
+    size = 64 if algorithm == "sha256" else 128
+    encoded = data.draw(st.text(alphabet=HEX, min_size=size, max_size=size))
+    assert _download.check_digest(f"{algorithm}:{encoded}") == (algorithm, encoded)
+
+
+@given(documented_digests)
+def test_check_digest_never_raises_anything_else(digest: str) -> None:
+    if re.fullmatch(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", digest):
+        _download.check_digest(digest)
+        return
+    with pytest.raises(ecr_layers.UnsupportedDigest) as info:
+        _download.check_digest(digest)
+    assert info.value.layer_digest == digest
+
+
+@given(st.integers(min_value=1, max_value=10**9), st.data())
+def test_range_parsing_matches_http_semantics(size: int, data: st.DataObject) -> None:
+    start = data.draw(st.integers(min_value=0, max_value=size + 5))
+    end = data.draw(st.one_of(st.none(), st.integers(min_value=0, max_value=size + 5)))
+    header = f"bytes={start}-{'' if end is None else end}"
+    got = _parse_range(header, size)
+    if start >= size or (end is not None and end < start):
+        assert got is None
+    else:
+        last = size - 1 if end is None else min(end, size - 1)
+        assert got == (start, last + 1)
+
+
+@given(st.text())
+def test_range_parsing_never_raises(header: str) -> None:
+    got = _parse_range(header, 100)
+    assert got is None or 0 <= got[0] < got[1] <= 100
+
+
+@given(st.binary())
+def test_s3_error_bodies_never_raise(body: bytes) -> None:
+    code, message = _download._s3_error(body)
+    assert isinstance(code, str)
+    assert isinstance(message, str)
+
+
+def test_s3_error_body_is_read() -> None:
+    body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+    assert _download._s3_error(body) == ("AccessDenied", "Request has expired")
