@@ -5,6 +5,7 @@ Also a pytest plugin (installed with ecr-layers) whose ``local_ecr`` fixture sta
 one and points the environment and ecr-layers' default client at it.
 """
 
+from ._oci import digest_of
 from ._push import push_image_via_api, upload_layer_via_api
 from ._server import (
     DEFAULT_ACCESS_KEY_ID,
@@ -17,7 +18,6 @@ from ._server import (
     Record,
     Stats,
 )
-from ._store import digest_of
 
 __all__ = [
     "DEFAULT_ACCESS_KEY_ID",

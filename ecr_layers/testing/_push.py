@@ -5,10 +5,9 @@ Push an image through ECR's own upload API, as ``docker push`` would.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import TYPE_CHECKING
 
-from ._store import CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE, digest_of
+from ._oci import digest_of, push_with
 
 if TYPE_CHECKING:
     from types_boto3_ecr.client import ECRClient
@@ -25,23 +24,12 @@ def push_image_via_api(
     """
     with contextlib.suppress(client.exceptions.RepositoryAlreadyExistsException):
         client.create_repository(repositoryName=repository_name)
-    digests = [upload_layer_via_api(client, repository_name, data) for data in layers]
-    config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": digests}}
-    ).encode()
-    config_digest = upload_layer_via_api(client, repository_name, config)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": len(config)},
-        "layers": [
-            {"mediaType": LAYER_TYPE, "digest": d, "size": len(data)}
-            for d, data in zip(digests, layers, strict=True)
-        ],
-    }
-    extra = {"imageTag": tag} if tag else {}
-    client.put_image(repositoryName=repository_name, imageManifest=json.dumps(manifest), **extra)
-    return digests
+
+    def put(manifest: str) -> None:
+        extra = {"imageTag": tag} if tag else {}
+        client.put_image(repositoryName=repository_name, imageManifest=manifest, **extra)
+
+    return push_with(lambda data: upload_layer_via_api(client, repository_name, data), put, layers)
 
 
 def upload_layer_via_api(client: ECRClient, repository_name: str, data: bytes) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import os
 import pathlib
@@ -24,9 +23,8 @@ import attrs
 from ecr_layers._exceptions import InvalidParameter
 from ecr_layers._validation import Validator, rules_from_model
 
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+from ._oci import LAYER_TYPE, MANIFEST_TYPE, digest_of, push_with
+
 _PART_SIZE = 10 * 1024 * 1024
 
 
@@ -38,11 +36,6 @@ class ServiceError(Exception):
         self.code = code
         self.message = message
         self.status = status
-
-
-def digest_of(data: bytes) -> str:
-    """Return the OCI sha256 digest of *data*."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @attrs.define
@@ -159,30 +152,11 @@ class Registry:
         return digest
 
     def push_image(self, repository_name: str, layers: list[bytes], tag: str | None) -> list[str]:
-        digests = [self.add_layer(repository_name, data) for data in layers]
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "rootfs": {"type": "layers", "diff_ids": digests},
-            }
-        ).encode()
-        config_digest = self.add_layer(repository_name, config)
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": MANIFEST_TYPE,
-                "config": _descriptor(CONFIG_TYPE, config_digest, len(config)),
-                "layers": [
-                    _descriptor(LAYER_TYPE, d, len(data))
-                    for d, data in zip(digests, layers, strict=True)
-                ],
-            }
-        )
-        self.PutImage(
-            {"repositoryName": repository_name, "imageManifest": manifest, "imageTag": tag}
-        )
-        return digests
+        def put(manifest: str) -> None:
+            request = {"repositoryName": repository_name, "imageManifest": manifest}
+            self.PutImage({**request, "imageTag": tag} if tag else request)
+
+        return push_with(lambda data: self.add_layer(repository_name, data), put, layers)
 
     # -- Operations ---------------------------------------------------------------
 
@@ -441,10 +415,6 @@ def _repository_not_found(name: str, registry_id: str) -> ServiceError:
         "RepositoryNotFoundException",
         f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'",
     )
-
-
-def _descriptor(media_type: str, digest: str, size: int) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": digest, "size": size}
 
 
 def _tag(image_id: dict[str, Any]) -> dict[str, Any]:
