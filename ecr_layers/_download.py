@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import os
 import pathlib
+import queue
 import re
 import threading
 import time
@@ -279,12 +280,52 @@ def _network_error(exc: Exception, context: dict[str, Any]) -> TransientError:
     )
 
 
+class _BackgroundHash:
+    """A hash computed on a thread of its own, fed in order.
+
+    hashlib releases the GIL while it hashes, so on a thread of its own the hashing
+    overlaps the socket reads and file writes instead of following them.  The queue
+    is short: at most two pieces wait, which bounds the memory it holds.
+    """
+
+    _RESET = object()
+
+    def __init__(self, algorithm: str) -> None:
+        self._algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="ecr-layers-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if item is self._RESET:
+                self._hash = hashlib.new(self._algorithm)
+            else:
+                self._hash.update(item)  # type: ignore[arg-type]
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._queue.put(data)  # the caller hands it over and never changes it again
+
+    def reset(self) -> None:
+        self._queue.put(self._RESET)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return str(self._hash.hexdigest())
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 @attrs.define
 class _Sink:
     """Where verified bytes go: the hash, the temporary file, the progress callback."""
 
     file: BinaryIO
-    hasher: Any
+    hasher: _BackgroundHash
     progress: Progress | None
     done: int = 0
     total: int | None = None
@@ -308,10 +349,10 @@ class _Sink:
             _FADVISE(self.file.fileno(), self.flushed, self.done - self.flushed, _DONTNEED)
         self.flushed = self.done
 
-    def restart(self, algorithm: str) -> None:
+    def restart(self) -> None:
         self.file.seek(0)
         self.file.truncate()
-        self.hasher = hashlib.new(algorithm)
+        self.hasher.reset()
         self.done = self.flushed = 0
 
 
@@ -338,13 +379,14 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     job = _Job(source, pool, policy, repository_name, layer_digest, registry_id, allow_http)
     job.current_url()  # bad input, unknown layers and auth errors: before any file exists
     temp = target.parent / f".{target.name}{_TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}.part"
+    hasher = _BackgroundHash(algorithm)
     try:
         with temp.open("wb") as file:
-            sink = _Sink(file, hashlib.new(algorithm), progress)
-            _fetch(job, sink, algorithm, parallel)
+            sink = _Sink(file, hasher, progress)
+            _fetch(job, sink, parallel)
             file.flush()
             os.fsync(file.fileno())
-        actual = f"{algorithm}:{sink.hasher.hexdigest()}"
+        actual = f"{algorithm}:{hasher.hexdigest()}"
         if verify and actual != layer_digest:
             raise DigestMismatch(
                 f"the downloaded bytes hash to {actual}, not {layer_digest}; nothing was kept",
@@ -354,20 +396,21 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
             )
         os.replace(temp, target)
     finally:
+        hasher.close()
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     return target
 
 
-def _fetch(job: _Job, sink: _Sink, algorithm: str, parallel: int | None) -> None:
+def _fetch(job: _Job, sink: _Sink, parallel: int | None) -> None:
     if parallel == 1:
-        _retrying(job, lambda: _stream(job, sink, algorithm, None))
+        _retrying(job, lambda: _stream(job, sink, None))
         return
     # Ask for the first chunk by range: a 206 tells the size, and so whether to
     # go parallel; a 200 means the server ignores ranges, and is the whole body.
     first_end = CHUNK_SIZE
     started = time.monotonic()
-    total = _retrying(job, lambda: _stream(job, sink, algorithm, first_end))
+    total = _retrying(job, lambda: _stream(job, sink, first_end))
     if total is None or sink.done >= total:
         return
     rate = sink.done / max(time.monotonic() - started, 1e-6)
@@ -375,7 +418,7 @@ def _fetch(job: _Job, sink: _Sink, algorithm: str, parallel: int | None) -> None
         AUTO_CONNECTIONS if total >= AUTO_THRESHOLD and rate < AUTO_FAST_ENOUGH else 1
     )
     if connections == 1:
-        _retrying(job, lambda: _stream(job, sink, algorithm, None))
+        _retrying(job, lambda: _stream(job, sink, None))
     else:
         _parallel(job, sink, total, connections)
 
@@ -422,7 +465,7 @@ class _Streak:
         return timeout is not None and time.monotonic() - self.since > timeout
 
 
-def _stream(job: _Job, sink: _Sink, algorithm: str, end: int | None) -> int | None:
+def _stream(job: _Job, sink: _Sink, end: int | None) -> int | None:
     """Fetch from ``sink.done`` to *end* (or the end) into *sink*; return the total size."""
     start = sink.done
     response = job.open(start, end)
@@ -430,7 +473,7 @@ def _stream(job: _Job, sink: _Sink, algorithm: str, end: int | None) -> int | No
         total = _total(response, start)
         if response.status == 200 and start:
             # The server ignored the Range header: start over from byte 0.
-            sink.restart(algorithm)
+            sink.restart()
         if sink.total is None:
             sink.total = total
         _pump(response, sink.write, job)
