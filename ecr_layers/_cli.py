@@ -97,10 +97,8 @@ def _cmd_url(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from ._download import default_destination
-
     client = _client(args)
-    destination = args.output if args.output is not None else default_destination()
+    destination = args.output if args.output is not None else "."
     bar = _progress_bar(quiet=args.quiet, stream=sys.stderr)
     try:
         path = client.download_layer(

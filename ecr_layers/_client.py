@@ -134,8 +134,7 @@ class LayerClient:
         Raises `InvalidParameter` before sending anything if an input breaks the
         API's rules, and a typed `ECRError` for every failure after that.
         """
-        params = self._validator.params(repository_name, layer_digest, registry_id)
-        return _retry.call(lambda: self._get_once(params), self._policy)
+        return self._get(self._validator.params(repository_name, layer_digest, registry_id))
 
     def get_layer_urls(
         self,
@@ -167,9 +166,12 @@ class LayerClient:
 
     def _lookup(self, params: dict[str, Any]) -> LayerUrl | ECRError:
         try:
-            return _retry.call(lambda: self._get_once(params), self._policy)
+            return self._get(params)
         except ECRError as exc:
             return exc
+
+    def _get(self, params: dict[str, Any]) -> LayerUrl:
+        return _retry.call(lambda: self._get_once(params), self._policy)
 
     def download_layer(
         self,

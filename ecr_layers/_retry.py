@@ -124,7 +124,7 @@ def _retry(
         left = max(0.0, policy.timeout - (time.monotonic() - started))
         stop = stop | tenacity.stop_before_delay(left)
     return retrying(
-        replay_then_call, stop=stop, wait=_no_wait if _TESTING.enabled else _Backoff(policy)
+        replay_then_call, stop=stop, wait=lambda state: backoff(policy, state.attempt_number)
     )
 
 
@@ -158,25 +158,16 @@ def effective_attempts(policy: RetryPolicy) -> int:
     return min(policy.attempts, _TESTING.attempts) if _TESTING.enabled else policy.attempts
 
 
-@attrs.frozen
-class _Backoff:
-    """Exponential backoff with additive jitter, capped: a tenacity wait strategy."""
-
-    policy: RetryPolicy
-
-    def __call__(self, state: tenacity.RetryCallState) -> float:
-        return backoff(self.policy, state.attempt_number)
-
-
 def backoff(policy: RetryPolicy, failures: int) -> float:
-    """Return the wait after the *failures*-th failure in a row: exponential, jittered, capped."""
+    """Return the wait after the *failures*-th failure in a row: exponential, jittered, capped.
+
+    Zero in test mode: every wait, for API calls and downloads alike, comes from here.
+    """
+    if _TESTING.enabled:
+        return 0.0
     exponential = policy.wait_initial * 2 ** (failures - 1)
     jitter = random.uniform(0, policy.wait_jitter)  # noqa: S311 (not cryptographic)
     return float(min(policy.wait_max, exponential + jitter))
-
-
-def _no_wait(_state: tenacity.RetryCallState) -> float:
-    return 0.0
 
 
 def log_retry(state: tenacity.RetryCallState) -> None:

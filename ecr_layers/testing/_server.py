@@ -177,8 +177,8 @@ class Faults:
 
     def truncate_next_blobs(self, times: int = 1, *, after: int | None = None) -> None:
         """Cut the next *times* blob bodies short, after *after* bytes (default: half)."""
+        self._add_blob_fault("truncate", times)
         with self._lock:
-            self._blob_faults["truncate"] = self._blob_faults.get("truncate", 0) + times
             self._truncate_after = after
 
     def corrupt_next_blobs(self, times: int = 1) -> None:
@@ -506,9 +506,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._send_api(operation, 200, json.dumps(response).encode())
 
-    def _api_error(self, operation: str, code: str, message: str, status: int) -> None:
+    def _api_error(
+        self, operation: str, code: str, message: str, status: int, *, fault: str | None = None
+    ) -> None:
         body = json.dumps({"__type": code, "message": message}).encode()
-        self._send_api(operation, status, body)
+        self._send_api(operation, status, body, fault=fault)
 
     def _inject(self, operation: str, failure: Failure) -> None:
         if failure.drop_connection:
@@ -521,8 +523,7 @@ class _Handler(BaseHTTPRequestHandler):
                 operation, failure.status, failure.body, fault="raw_body", ctype="text/html"
             )
             return
-        body = json.dumps({"__type": failure.code, "message": failure.message}).encode()
-        self._send_api(operation, failure.status, body, fault="fail_next")
+        self._api_error(operation, failure.code, failure.message, failure.status, fault="fail_next")
 
     def _send_api(
         self,
