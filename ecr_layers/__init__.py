@@ -19,6 +19,7 @@ from ._exceptions import (
     AccessDenied,
     ConfigurationError,
     CredentialsError,
+    DestinationError,
     DigestMismatch,
     DownloadError,
     DownloadUrlExpired,
@@ -27,7 +28,9 @@ from ._exceptions import (
     EndpointUnreachable,
     InvalidParameter,
     InvalidResponse,
+    LayerError,
     LayerInaccessible,
+    LayerRef,
     LayersNotFound,
     RepositoryNotFound,
     ServerError,
@@ -45,6 +48,7 @@ __all__ = [
     "AccessDenied",
     "ConfigurationError",
     "CredentialsError",
+    "DestinationError",
     "DigestMismatch",
     "DownloadError",
     "DownloadUrlExpired",
@@ -54,7 +58,9 @@ __all__ = [
     "InvalidParameter",
     "InvalidResponse",
     "LayerClient",
+    "LayerError",
     "LayerInaccessible",
+    "LayerRef",
     "LayerUrl",
     "LayersNotFound",
     "RepositoryNotFound",
@@ -65,6 +71,7 @@ __all__ = [
     "UnableToGetUpstreamLayer",
     "UnknownError",
     "UnsupportedDigest",
+    "__version__",
     "default_client",
     "download_layer",
     "get_layer_url",
@@ -74,6 +81,20 @@ __all__ = [
     "set_default_client",
     "set_testing",
 ]
+
+
+def __getattr__(name: str) -> str:
+    # Looked up on first use: importing importlib.metadata costs cold start time
+    # that a process which never asks for the version should not pay.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("ecr-layers")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # A library's logger stays silent until the application configures logging.
 logging.getLogger(__name__).addHandler(logging.NullHandler())

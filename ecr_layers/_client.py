@@ -16,9 +16,9 @@ from botocore import exceptions as bce
 from botocore.config import Config
 
 from . import _mapping, _retry
-from ._exceptions import ConfigurationError, ECRError, InvalidResponse
-from ._retry import RetryPolicy
-from ._url import LayerUrl, expiry_from_url, redact_url
+from ._exceptions import ConfigurationError, ECRError, InvalidResponse, LayerRef
+from ._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy
+from ._url import LayerUrl, check_endpoint_url, expiry_from_url, redact_url
 from ._validation import Validator, rules_from_model
 
 if TYPE_CHECKING:
@@ -56,28 +56,36 @@ class LayerClient:
     """Gets layers' download URLs with validated inputs, typed errors and one retry layer.
 
     Make one and keep it for the life of the application: it holds a botocore
-    client, its connection pool and its credentials.
+    client, two connection pools (the API's and the downloads'), its credentials and
+    a retry budget.  ``close()`` it, or use it as a context manager, when done.
 
     With no arguments, the client comes from the standard AWS configuration chain
     (environment, shared config and credentials files, ``AWS_ENDPOINT_URL_ECR`` /
     ``AWS_ENDPOINT_URL``).  *session* may be a boto3 or botocore session;
     *config* is merged over ecr-layers' own (whose botocore retries stay off).
 
+    *retry_policy* governs API calls; *download_retry_policy* downloads, where
+    ``attempts`` counts tries in a row without progress and ``timeout`` is the whole
+    download's deadline (default: the API policy's waits and attempts, and an hour).
+
     Given an existing *client*, ecr-layers cannot turn its botocore retries off.
     So that the two layers never multiply, when that client retries by itself and
-    no *retry_policy* is given, ecr-layers makes a single attempt per call and
+    no *retry_policy* is given, ecr-layers makes a single attempt per API call and
     leaves retrying to botocore; an explicit *retry_policy* with more than one
     attempt on such a client warns that requests per call can reach the product.
+    Downloads never pass through botocore, so they keep their own policy.
     """
 
     _ecr: ECRClient
-    _policy: RetryPolicy
-    # Downloads are retried by ecr-layers alone (botocore never sees them), so
-    # they keep a full policy even when botocore retries the API calls.
-    _download_policy: RetryPolicy
+    _retry_policy: RetryPolicy
+    _download_retry_policy: RetryPolicy
     _validator: Validator
+    _owns_ecr: bool
+    #: Shared by every call of this client (and its downloads' URL renewals).
+    budget: RetryBudget = attrs.Factory(RetryBudget)
     _pool: urllib3.PoolManager | None = None
     _pool_lock: threading.Lock = attrs.Factory(threading.Lock)
+    _closed: bool = False
 
     def __init__(
         self,
@@ -89,6 +97,7 @@ class LayerClient:
         profile_name: str | None = None,
         config: Config | None = None,
         retry_policy: RetryPolicy | None = None,
+        download_retry_policy: RetryPolicy | None = None,
     ) -> None:
         if client is not None and any(
             v is not None for v in (session, region_name, endpoint_url, profile_name, config)
@@ -97,16 +106,28 @@ class LayerClient:
             raise ConfigurationError(
                 "give either an existing client, or session/region/endpoint/profile/config"
             )
+        for name, policy in (
+            ("retry_policy", retry_policy),
+            ("download_retry_policy", download_retry_policy),
+        ):
+            if policy is not None and not isinstance(policy, RetryPolicy):
+                raise ConfigurationError(f"{name} must be a RetryPolicy")
+        owns = client is None
         if client is None:
             client = _make_client(session, region_name, endpoint_url, profile_name, config)
-            policy = retry_policy or RetryPolicy()
+            api_policy = retry_policy or RetryPolicy()
         else:
-            policy = _policy_for_own_client(client, retry_policy)
+            api_policy = _policy_for_own_client(client, retry_policy)
+        if download_retry_policy is None:
+            download_retry_policy = attrs.evolve(
+                retry_policy or RetryPolicy(), timeout=DOWNLOAD_POLICY.timeout
+            )
         self.__attrs_init__(
-            client,
-            policy,
-            retry_policy or RetryPolicy(),
-            rules_from_model(client.meta.service_model),
+            ecr=client,
+            retry_policy=api_policy,
+            download_retry_policy=download_retry_policy,
+            validator=rules_from_model(client.meta.service_model),
+            owns_ecr=owns,
         )
 
     @property
@@ -116,15 +137,43 @@ class LayerClient:
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """The retry policy applied to every call."""
-        return self._policy
+        """The retry policy of API calls."""
+        return self._retry_policy
+
+    @property
+    def download_retry_policy(self) -> RetryPolicy:
+        """The retry policy of downloads: tries without progress, and the whole deadline."""
+        return self._download_retry_policy
 
     def __repr__(self) -> str:
         meta = self._ecr.meta
         return (
             f"LayerClient(endpoint_url={redact_url(meta.endpoint_url)!r}, "
-            f"region_name={meta.region_name!r}, retry_policy={self._policy!r})"
+            f"region_name={meta.region_name!r}, retry_policy={self._retry_policy!r}, "
+            f"download_retry_policy={self._download_retry_policy!r}"
+            + (", closed=True)" if self._closed else ")")
         )
+
+    def close(self) -> None:
+        """Release the connection pools (and the botocore client, if this one made it).
+
+        Idempotent; a closed client refuses further calls with `ConfigurationError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.clear()
+        if self._owns_ecr:
+            self._ecr.close()
+
+    def __enter__(self) -> LayerClient:
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self.close()
 
     def get_layer_url(
         self, repository_name: str, layer_digest: str, *, registry_id: str | None = None
@@ -151,6 +200,9 @@ class LayerClient:
         connection pool; one failure is reported in its slot and sinks no other.
         A digest given twice is looked up once.
         """
+        if isinstance(layer_digests, str | bytes):
+            # A str is an iterable of one-character "digests": never what was meant.
+            raise TypeError("layer_digests must be an iterable of digests, not a single str")
         digests = list(dict.fromkeys(layer_digests))
         requests = [self._validator.params(repository_name, d, registry_id) for d in digests]
         if not requests:
@@ -168,10 +220,23 @@ class LayerClient:
         try:
             return self._get(params)
         except ECRError as exc:
+            # Kept in a slot, not raised: its traceback (and its cause's) would keep
+            # every frame of the failed call alive for as long as the result lives.
+            link: BaseException | None = exc
+            while link is not None:
+                link.__traceback__ = None
+                link = link.__cause__ or link.__context__
             return exc
 
     def _get(self, params: dict[str, Any]) -> LayerUrl:
-        return _retry.call(lambda: self._get_once(params), self._policy)
+        return _retry.call(lambda: self._get_once(params), self._retry_policy, budget=self.budget)
+
+    def lookup_once(self, layer: LayerRef) -> LayerUrl:
+        """One GetDownloadUrlForLayer attempt, never retried here: for callers that retry."""
+        params = {"repositoryName": layer.repository_name, "layerDigest": layer.layer_digest}
+        if layer.registry_id is not None:
+            params["registryId"] = layer.registry_id
+        return self._get_once(params)
 
     def download_layer(
         self,
@@ -200,7 +265,9 @@ class LayerClient:
         return _download.download(
             self,
             self._http(),
-            self._download_policy,
+            self._validator,
+            self._download_retry_policy,
+            self.budget,
             repository_name,
             layer_digest,
             destination,
@@ -212,17 +279,21 @@ class LayerClient:
         )
 
     def _http(self) -> urllib3.PoolManager:
+        self._check_open()
         with self._pool_lock:
             if self._pool is None:
                 import urllib3
 
                 # urllib3's own retries off, as botocore's are: one retry layer.
-                self._pool = urllib3.PoolManager(
-                    maxsize=16, retries=False, timeout=urllib3.Timeout(connect=5, read=30)
-                )
+                self._pool = urllib3.PoolManager(maxsize=16, retries=False)
             return self._pool
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this LayerClient is closed")
+
     def _get_once(self, params: dict[str, Any]) -> LayerUrl:
+        self._check_open()
         try:
             response = self._ecr.get_download_url_for_layer(**params)
         except bce.ClientError as exc:
@@ -257,16 +328,12 @@ def _invalid(why: str, response: Any, params: dict[str, Any]) -> InvalidResponse
         f"GetDownloadUrlForLayer answered 200 but {why}",
         request_id=meta.get("RequestId"),
         http_status=meta.get("HTTPStatusCode"),
-        **_context(params),
+        layer=_context(params),
     )
 
 
-def _context(params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "repository_name": params["repositoryName"],
-        "layer_digest": params["layerDigest"],
-        "registry_id": params.get("registryId"),
-    }
+def _context(params: dict[str, Any]) -> LayerRef:
+    return LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
 
 
 def _make_client(
@@ -291,9 +358,16 @@ def _make_client(
             raise ConfigurationError("give either a session or a profile_name, not both")
         # boto3 sessions call it client(), botocore sessions create_client().
         make = session.client if hasattr(session, "client") else session.create_client
+        if endpoint_url is not None:
+            check_endpoint_url(endpoint_url)
         client = make("ecr", region_name=region_name, endpoint_url=endpoint_url, config=merged)
-    except bce.BotoCoreError as exc:
-        raise _mapping.from_botocore_error(exc, {}) from exc
+        # The endpoint may also come from the environment or the config files.
+        check_endpoint_url(client.meta.endpoint_url)
+    except (bce.BotoCoreError, ValueError) as exc:
+        if isinstance(exc, ECRError):
+            raise
+        # botocore's "Invalid endpoint" is a bare ValueError.
+        raise _mapping.from_botocore_error(exc, None) from exc
     return cast("ECRClient", client)
 
 

@@ -5,38 +5,46 @@ Every failure ecr-layers lets a caller see, as one tree.
 
     ECRError
     ├── InvalidParameter (also ValueError)   InvalidParameterException, or rejected locally
-    ├── LayerInaccessible                    LayerInaccessibleException
-    ├── LayersNotFound                       LayersNotFoundException
-    ├── RepositoryNotFound                   RepositoryNotFoundException
-    ├── UnableToGetUpstreamLayer             UnableToGetUpstreamLayerException
-    ├── AccessDenied                         AccessDeniedException and kin
+    ├── ConfigurationError                   no region, unknown profile, bad endpoint or URL
+    ├── AccessDenied                         AccessDeniedException and kin; 401/403 downloads
     ├── CredentialsError                     missing, expired or refused credentials
-    ├── ConfigurationError                   no region, unknown profile, bad endpoint
+    ├── RepositoryNotFound                   RepositoryNotFoundException
     ├── InvalidResponse                      a 200 answer that cannot be used
-    ├── DownloadError                        fetching the layer's bytes went wrong
-    │   ├── DigestMismatch                   the bytes do not hash to the digest
-    │   └── UnsupportedDigest                a digest that cannot be verified
     ├── UnknownError                         a code nobody has mapped yet
+    ├── LayerError                           about one layer: repository_name, layer_digest are str
+    │   ├── LayerInaccessible                LayerInaccessibleException
+    │   ├── LayersNotFound                   LayersNotFoundException; 404 from the download host
+    │   ├── UnableToGetUpstreamLayer         UnableToGetUpstreamLayerException
+    │   └── DownloadError                    fetching the layer's bytes went wrong
+    │       ├── DigestMismatch               the bytes do not hash to the digest
+    │       ├── UnsupportedDigest (ValueError)  a digest that cannot be verified
+    │       └── DestinationError (OSError)   the destination cannot be written
     └── TransientError                       retried by the retry policy
         ├── ServerError                      ServerException, or any 5xx
-        ├── Throttled                        throttling codes, HTTP 429
-        ├── EndpointUnreachable              connection refused, reset or closed
-        ├── EndpointTimeout                  connect or read timeout
-        └── DownloadUrlExpired               renewed, and the download goes on
+        ├── Throttled                        throttling codes, SlowDown, HTTP 429
+        ├── EndpointUnreachable              connection refused, reset or cut short
+        ├── EndpointTimeout                  connect or read timeout, or too slow a transfer
+        └── DownloadUrlExpired (LayerError)  renewed, and the download goes on
 
-Context travels as attributes, not only in the message, and ``__cause__`` is the
-botocore exception where there was one.  The classes pickle to themselves with all
-their attributes, which boto3's per-session modeled exceptions do not.
+Context travels as attributes, not only in the message: the layer a call was about
+is one frozen `LayerRef` (``layer``), whose fields are also the error's
+``repository_name``, ``layer_digest`` and ``registry_id``.  ``__cause__`` is the
+lower-layer exception where there was one, with any URL secret scrubbed from it.
+The classes pickle to themselves with all their attributes, which boto3's
+per-session modeled exceptions do not.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import attrs
 
 __all__ = [
     "AccessDenied",
     "ConfigurationError",
     "CredentialsError",
+    "DestinationError",
     "DigestMismatch",
     "DownloadError",
     "DownloadUrlExpired",
@@ -45,7 +53,9 @@ __all__ = [
     "EndpointUnreachable",
     "InvalidParameter",
     "InvalidResponse",
+    "LayerError",
     "LayerInaccessible",
+    "LayerRef",
     "LayersNotFound",
     "RepositoryNotFound",
     "ServerError",
@@ -57,11 +67,33 @@ __all__ = [
 ]
 
 
+@attrs.frozen
+class LayerRef:
+    """The layer a call was about: what every layer-specific error carries."""
+
+    repository_name: str
+    layer_digest: str
+    registry_id: str | None = None
+
+
+def _restore(cls: type[ECRError], state: dict[str, Any]) -> ECRError:
+    # Rebuilt without calling __init__, so that classes whose constructors require
+    # a keyword (LayerError's layer) pickle like the others.
+    exc = cls.__new__(cls)
+    exc.args = (state.get("message", ""),)
+    for name, value in state.items():
+        setattr(exc, name, value)  # not __dict__.update: OSError's errno is a slot
+    return exc
+
+
 class ECRError(Exception):
     """Base of every error ecr-layers raises."""
 
-    #: The error code used when none came from the service.
+    #: The code used when none came from the service or the download host: the AWS
+    #: exception's name for the classes that mirror one, else the class's own name.
     default_code: ClassVar[str] = "ECRError"
+    #: Whether the retry policy retries this kind of failure.
+    retryable: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -70,34 +102,49 @@ class ECRError(Exception):
         code: str | None = None,
         request_id: str | None = None,
         http_status: int | None = None,
-        repository_name: str | None = None,
-        layer_digest: str | None = None,
-        registry_id: str | None = None,
+        layer: LayerRef | None = None,
         attempts: int = 0,
+        retry_after: float | None = None,
     ) -> None:
-        # Only the message goes to args: pickling calls cls(*args) and then
-        # restores __dict__, so every keyword comes back as it was.
         super().__init__(message)
         self.message = message
         self.code = code if code is not None else self.default_code
         self.request_id = request_id
         self.http_status = http_status
-        self.repository_name = repository_name
-        self.layer_digest = layer_digest
-        self.registry_id = registry_id
+        #: The layer the call was about, or None for errors about no layer in particular.
+        self.layer = layer
         #: Requests sent before this error was raised (0 for a local error).
         self.attempts = attempts
+        #: Seconds the server asked the client to wait (``Retry-After``), if it did.
+        self.retry_after = retry_after
+
+    @property
+    def repository_name(self) -> str | None:
+        """The repository the call was about."""
+        return self.layer.repository_name if self.layer is not None else None
+
+    @property
+    def layer_digest(self) -> str | None:
+        """The layer digest the call was about."""
+        return self.layer.layer_digest if self.layer is not None else None
+
+    @property
+    def registry_id(self) -> str | None:
+        """The registry (account) id the call named, if it named one."""
+        return self.layer.registry_id if self.layer is not None else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), dict(self.__dict__)))
 
     def __str__(self) -> str:
         parts = [f"code {self.code}"]
         if self.http_status is not None:
             parts.append(f"HTTP {self.http_status}")
-        if self.repository_name is not None:
-            parts.append(f"repository {self.repository_name!r}")
-        if self.layer_digest is not None:
-            parts.append(f"layer {_shorten(self.layer_digest)!r}")
-        if self.registry_id is not None:
-            parts.append(f"registry {self.registry_id}")
+        if self.layer is not None:
+            parts.append(f"repository {self.layer.repository_name!r}")
+            parts.append(f"layer {_shorten(self.layer.layer_digest)!r}")
+            if self.layer.registry_id is not None:
+                parts.append(f"registry {self.layer.registry_id}")
         if self.request_id is not None:
             parts.append(f"request id {self.request_id}")
         if self.attempts > 1:
@@ -114,36 +161,17 @@ class InvalidParameter(ECRError, ValueError):
 
     default_code = "InvalidParameterException"
 
-    def __init__(
-        self, message: str = "", *, parameter: str | None = None, **kwargs: object
-    ) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
-        #: The API field at fault: ``repositoryName``, ``layerDigest`` or ``registryId``.
+    def __init__(self, message: str = "", *, parameter: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: The argument at fault: an API field (``layerDigest``) or a parameter's name.
         self.parameter = parameter
 
 
-class LayerInaccessible(ECRError):
-    """The layer exists but no image references it; it may be garbage-collected."""
+class ConfigurationError(ECRError):
+    """The client could not be set up or used: no region, an unknown profile, a bad endpoint
+    or download URL (unparseable, a bad port, an unsupported scheme)."""
 
-    default_code = "LayerInaccessibleException"
-
-
-class LayersNotFound(ECRError):
-    """The digest is unknown, or not a layer of this repository."""
-
-    default_code = "LayersNotFoundException"
-
-
-class RepositoryNotFound(ECRError):
-    """No such repository in this registry."""
-
-    default_code = "RepositoryNotFoundException"
-
-
-class UnableToGetUpstreamLayer(ECRError):
-    """A pull-through cache could not fetch the layer from its upstream registry."""
-
-    default_code = "UnableToGetUpstreamLayerException"
+    default_code = "ConfigurationError"
 
 
 class AccessDenied(ECRError):
@@ -158,10 +186,10 @@ class CredentialsError(ECRError):
     default_code = "CredentialsError"
 
 
-class ConfigurationError(ECRError):
-    """The client could not be set up: no region, an unknown profile, a bad endpoint."""
+class RepositoryNotFound(ECRError):
+    """No such repository in this registry."""
 
-    default_code = "ConfigurationError"
+    default_code = "RepositoryNotFoundException"
 
 
 class InvalidResponse(ECRError):
@@ -170,7 +198,54 @@ class InvalidResponse(ECRError):
     default_code = "InvalidResponse"
 
 
-class DownloadError(ECRError):
+class UnknownError(ECRError):
+    """The service answered with an error code that ecr-layers does not know yet."""
+
+    default_code = "UnknownError"
+
+
+class LayerError(ECRError):
+    """A failure about one layer: ``repository_name`` and ``layer_digest`` are always set."""
+
+    default_code = "LayerError"
+    layer: LayerRef
+
+    def __init__(self, message: str = "", *, layer: LayerRef | None, **kwargs: Any) -> None:
+        if layer is None:
+            # A programming error in ecr-layers, not a condition to report as this class.
+            raise TypeError(f"{type(self).__name__} needs the layer it is about")
+        super().__init__(message, layer=layer, **kwargs)
+
+    @property
+    def repository_name(self) -> str:
+        """The repository the call was about."""
+        return self.layer.repository_name
+
+    @property
+    def layer_digest(self) -> str:
+        """The layer digest the call was about."""
+        return self.layer.layer_digest
+
+
+class LayerInaccessible(LayerError):
+    """The layer exists but no image references it; it may be garbage-collected."""
+
+    default_code = "LayerInaccessibleException"
+
+
+class LayersNotFound(LayerError):
+    """The digest is unknown, or not a layer of this repository (or its bytes are gone)."""
+
+    default_code = "LayersNotFoundException"
+
+
+class UnableToGetUpstreamLayer(LayerError):
+    """A pull-through cache could not fetch the layer from its upstream registry."""
+
+    default_code = "UnableToGetUpstreamLayerException"
+
+
+class DownloadError(LayerError):
     """Fetching the layer's bytes from its download URL failed."""
 
     default_code = "DownloadError"
@@ -187,9 +262,9 @@ class DigestMismatch(DownloadError):
         *,
         expected: str | None = None,
         actual: str | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
         self.expected = expected
         self.actual = actual
 
@@ -200,47 +275,65 @@ class UnsupportedDigest(DownloadError, ValueError):
     default_code = "UnsupportedDigest"
 
 
-class UnknownError(ECRError):
-    """The service answered with an error code that ecr-layers does not know yet."""
+class DestinationError(DownloadError, OSError):
+    """The destination cannot be written: missing or read-only directory, a bad or too long
+    name, a full disk.  ``errno`` is the operating system's, where it gave one."""
 
-    default_code = "UnknownError"
+    default_code = "DestinationError"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        errno: int | None = None,
+        path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.errno = errno
+        #: The path at fault, as the caller gave it or as it was derived.
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), {**self.__dict__, "errno": self.errno}))
 
 
 class TransientError(ECRError):
     """A failure that may go away on its own; the retry policy retries these."""
 
     default_code = "TransientError"
+    retryable = True
 
 
 class ServerError(TransientError):
-    """The service failed (``ServerException``, or any 5xx answer)."""
+    """The service or the download host failed (``ServerException``, or any 5xx answer)."""
 
     default_code = "ServerException"
 
 
 class Throttled(TransientError):
-    """The service asked the client to slow down."""
+    """The service or the download host asked the client to slow down."""
 
     default_code = "ThrottlingException"
 
 
 class EndpointUnreachable(TransientError):
-    """The endpoint could not be reached, or closed the connection."""
+    """The endpoint could not be reached, or closed the connection (or sent less than promised)."""
 
     default_code = "EndpointUnreachable"
 
 
 class EndpointTimeout(TransientError):
-    """Connecting to the endpoint, or reading its answer, timed out."""
+    """Connecting or reading timed out, or a transfer ran below the minimum rate."""
 
     default_code = "EndpointTimeout"
 
 
-def _shorten(value: str, limit: int = 80) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-class DownloadUrlExpired(TransientError):
+class DownloadUrlExpired(TransientError, LayerError):
     """The download URL expired mid-download; a fresh one is fetched and the download goes on."""
 
-    default_code = "RequestExpired"
+    default_code = "DownloadUrlExpired"
+
+
+def _shorten(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"

@@ -1,13 +1,26 @@
 """
-Map botocore's exceptions to ecr-layers' typed ones.
+The one error map: botocore's exceptions, the download host's answers and the
+transport's failures, each to one typed ecr-layers error with one code scheme.
 
-Service errors are mapped by ``Error.Code``, one table, not by ``client.exceptions``
-class identity: boto3's modeled exception classes are made per client, so they cannot
-be caught statically, and they do not pickle to themselves.
+Service errors and the download host's S3-style XML errors are mapped by their
+error code through one table (`BY_CODE`), then by HTTP status; lower-layer
+exceptions by class (`BY_BOTOCORE_CLASS`, `BY_TRANSPORT_CLASS`), most specific
+first.  Class identity of boto3's modeled exceptions is never used: they are made
+per client, cannot be caught statically, and do not pickle to themselves.
+
+``code`` is the error code the service or the download host sent, else the class's
+`ECRError.default_code`.  Messages are ours: a lower layer's text can quote a
+pre-signed URL (a bearer credential) or an endpoint's password, so the only
+lower-layer text let through is redacted, and every mapped exception's cause chain
+is scrubbed of the URL's secrets (`scrub`).
 """
 
 from __future__ import annotations
 
+import http.client
+import re
+import socket
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from botocore import exceptions as bce
@@ -17,12 +30,15 @@ from ._exceptions import (
     AccessDenied,
     ConfigurationError,
     CredentialsError,
+    DownloadError,
+    DownloadUrlExpired,
     ECRError,
     EndpointTimeout,
     EndpointUnreachable,
     InvalidParameter,
     InvalidResponse,
     LayerInaccessible,
+    LayerRef,
     LayersNotFound,
     RepositoryNotFound,
     ServerError,
@@ -30,6 +46,7 @@ from ._exceptions import (
     UnableToGetUpstreamLayer,
     UnknownError,
 )
+from ._url import redact_text, secrets_of
 
 #: Error code -> class.  The first block is what the service model lists for
 #: GetDownloadUrlForLayer (a test fails if the model grows one this table lacks);
@@ -78,6 +95,10 @@ BY_CODE: dict[str, type[ECRError]] = {
     "SlowDown": Throttled,
     "PriorRequestNotComplete": Throttled,
     "EC2ThrottledException": Throttled,
+    # What the download host (S3, or a CDN in front of a pull-through cache) answers.
+    "NoSuchKey": LayersNotFound,
+    "NoSuchBucket": LayersNotFound,
+    "ServiceUnavailableError": ServerError,
 }
 
 #: Everything botocore raises that is not a service's error response.
@@ -106,48 +127,196 @@ BY_BOTOCORE_CLASS: tuple[tuple[type[Exception], type[ECRError]], ...] = (
     (bce.InvalidConfigError, ConfigurationError),
 )
 
+#: urllib3's, http.client's and the socket layer's failures on the download path,
+#: most specific first (urllib3 2 makes NewConnectionError a ConnectTimeoutError).
+BY_TRANSPORT_CLASS: tuple[tuple[type[BaseException], type[ECRError]], ...] = ()
+
+
+def _transport_table() -> tuple[tuple[type[BaseException], type[ECRError]], ...]:
+    import urllib3.exceptions as u3
+
+    return (
+        # A URL that cannot be used will not become usable by retrying.
+        (u3.LocationValueError, ConfigurationError),
+        (u3.ProxySchemeUnsupported, ConfigurationError),
+        (u3.NewConnectionError, EndpointUnreachable),
+        (u3.TimeoutError, EndpointTimeout),
+        (u3.HTTPError, EndpointUnreachable),
+        (http.client.HTTPException, EndpointUnreachable),
+        (socket.timeout, EndpointTimeout),  # TimeoutError since 3.10
+        (OSError, EndpointUnreachable),
+    )
+
+
 _MAX_MESSAGE = 300
+_XML_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_XML_MESSAGE = re.compile(rb"<Message>([^<]{1,300})</Message>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def from_client_error(exc: bce.ClientError, context: dict[str, Any]) -> ECRError:
+def from_client_error(exc: bce.ClientError, layer: LayerRef | None) -> ECRError:
     """Return the typed error for a service error response."""
     response: dict[str, Any] = exc.response  # type: ignore[assignment]
     error = response.get("Error") or {}
     meta = response.get("ResponseMetadata") or {}
     code = str(error.get("Code") or "")
     status = meta.get("HTTPStatusCode")
-    cls = BY_CODE.get(code)
-    if cls is None:
-        if isinstance(status, int) and status >= 500:
-            # A proxy's HTML 502 or an empty 503 has no modeled code; botocore
-            # then puts the status itself in Code.
-            cls = ServerError
-        elif status == 429:
-            cls = Throttled
-        else:
-            cls = UnknownError
+    cls = _by_code_then_status(code, status if isinstance(status, int) else None, download=False)
     return cls(
-        _message(error.get("Message"), code, status),
+        _message(error.get("Message"), status),
         code=code or cls.default_code,
         request_id=meta.get("RequestId"),
         http_status=status,
-        **context,
+        layer=layer,
+        retry_after=_retry_after((meta.get("HTTPHeaders") or {}).get("retry-after")),
     )
 
 
-def from_botocore_error(exc: Exception, context: dict[str, Any]) -> ECRError:
+def from_botocore_error(exc: Exception, layer: LayerRef | None) -> ECRError:
     """Return the typed error for a botocore error raised before or around a response."""
     cls = next(
         (ours for theirs, ours in BY_BOTOCORE_CLASS if isinstance(exc, theirs)), UnknownError
     )
-    return cls(str(exc), code=type(exc).__name__, **context)
+    if isinstance(exc, ValueError) and cls is UnknownError:
+        cls = ConfigurationError  # botocore's "Invalid endpoint: ..." is a plain ValueError
+    scrub(exc, _endpoint_secrets(exc))
+    return cls(_clean(redact_text(str(exc))), code=cls.default_code, layer=layer)
 
 
-def _message(raw: object, code: str, status: object) -> str:
+def from_download_answer(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    layer: LayerRef,
+    *,
+    url_expired: bool,
+) -> ECRError:
+    """Return the typed error for the download host's non-2xx answer."""
+    code_match, message_match = _XML_CODE.search(body), _XML_MESSAGE.search(body)
+    # Recognise S3's XML error body, but depend on it for nothing: a CDN in front of
+    # a pull-through cache may answer in any format.
+    code = code_match[1].decode("utf-8", "replace") if code_match else ""
+    message = message_match[1].decode("utf-8", "replace") if message_match else ""
+    if status == 403 and (url_expired or message.lower().startswith("request has expired")):
+        return DownloadUrlExpired("the download URL expired", http_status=status, layer=layer)
+    cls = _by_code_then_status(code, status, download=True)
+    if cls is UnknownError or not (cls.retryable or issubclass(cls, _HOST_CLASSES)):
+        cls = DownloadError
+    text = f"the download host answered HTTP {status}" + (f": {_clean(message)}" if message else "")
+    return cls(
+        text,
+        code=_clean(code) or cls.default_code,
+        http_status=status,
+        layer=layer,
+        retry_after=_retry_after(headers.get("Retry-After")),
+    )
+
+
+#: What the download host's answers can mean; anything else from it is a DownloadError.
+_HOST_CLASSES = (AccessDenied, LayersNotFound, DownloadError)
+
+
+def from_transport_error(exc: BaseException, layer: LayerRef, url: str) -> ECRError:
+    """Return the typed error for a failure of the connection to the download host.
+
+    *exc*, with its whole cause chain, is first scrubbed of *url*'s secrets: it
+    becomes the typed error's ``__cause__``, and error trackers record those.
+    """
+    scrub(exc, secrets_of(url))
+    global BY_TRANSPORT_CLASS  # noqa: PLW0603 (built on first use: urllib3 loads lazily)
+    if not BY_TRANSPORT_CLASS:
+        BY_TRANSPORT_CLASS = _transport_table()
+    cls = next(
+        (ours for theirs, ours in BY_TRANSPORT_CLASS if isinstance(exc, theirs)), UnknownError
+    )
+    if cls is ConfigurationError:
+        message = "the download URL cannot be used (unparseable, a bad port or scheme)"
+    elif cls is EndpointTimeout:
+        message = "the download host did not answer in time"
+    else:
+        message = "the connection to the download host failed or was cut short"
+    return cls(message, layer=layer)
+
+
+def scrub(exc: BaseException, secrets: Iterable[str]) -> None:
+    """Replace every secret in *exc*, its args, attributes and cause chain with ``REDACTED``."""
+    found = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if found:
+        _scrub(exc, found, set())
+
+
+def _scrub(value: Any, secrets: list[str], seen: set[int]) -> Any:
+    """Return *value* without *secrets*: strings rebuilt, containers and exceptions in place."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "REDACTED")
+        return value
+    if id(value) in seen or not isinstance(value, BaseException | dict | list | tuple):
+        return value
+    seen.add(id(value))
+    if isinstance(value, tuple):
+        return tuple(_scrub(item, secrets, seen) for item in value)
+    if isinstance(value, list):
+        value[:] = [_scrub(item, secrets, seen) for item in value]
+    elif isinstance(value, dict):
+        value.update({key: _scrub(item, secrets, seen) for key, item in value.items()})
+    else:
+        value.args = _scrub(value.args, secrets, seen)
+        for name, item in list(vars(value).items()):
+            setattr(value, name, _scrub(item, secrets, seen))
+        for link in (value.__cause__, value.__context__):
+            _scrub(link, secrets, seen)
+    return value
+
+
+def _endpoint_secrets(exc: Exception) -> list[str]:
+    # botocore keeps the endpoint URL in its exceptions' kwargs; a password in it
+    # (http://user:pw@host) must not travel on.
+    kwargs = getattr(exc, "kwargs", None) or {}
+    return [s for v in kwargs.values() if isinstance(v, str) for s in secrets_of(v)]
+
+
+#: What an HTTP status means when no code says more.  A proxy's HTML 502 or an empty
+#: 503 has no modeled code (botocore then puts the status itself in Code).
+_BY_STATUS: dict[int, type[ECRError]] = {
+    429: Throttled,
+    **dict.fromkeys(range(500, 600), ServerError),
+}
+#: The download host's statuses, which say more than the API's would.
+_BY_DOWNLOAD_STATUS: dict[int, type[ECRError]] = {
+    **_BY_STATUS,
+    401: AccessDenied,
+    403: AccessDenied,
+    404: LayersNotFound,  # the layer's bytes are not where its URL points
+    410: LayersNotFound,
+}
+
+
+def _by_code_then_status(code: str, status: int | None, *, download: bool) -> type[ECRError]:
+    by_status = _BY_DOWNLOAD_STATUS if download else _BY_STATUS
+    return BY_CODE.get(code) or by_status.get(status or 0, UnknownError)
+
+
+def _retry_after(value: object) -> float | None:
+    # Only the delay-seconds form: an HTTP date needs a clock we cannot trust to match.
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 3600 else None
+
+
+def _message(raw: object, status: object) -> str:
     text = " ".join(str(raw or "").split())
     if not text or text.startswith("<"):
         # An HTML error page says nothing a caller can use, and can be long.
         return f"the endpoint answered HTTP {status} without a usable error body"
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
+    """Return server-supplied *text* without control characters, redacted and bounded."""
+    text = _CONTROL.sub("", redact_text(text))
     if len(text) > _MAX_MESSAGE:
         text = text[: _MAX_MESSAGE - 1] + "…"
     return text

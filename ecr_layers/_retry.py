@@ -1,22 +1,27 @@
 """
-The one retry layer: `RetryPolicy`, the testing switch, and the retry loop.
+The one retry layer: `RetryPolicy`, the retry budget, the testing switch, and the loop.
 
-The first attempt runs without any retry machinery; tenacity is imported and a
-``Retrying`` built only once an attempt has failed with a `TransientError`.  A
-successful call then costs what the botocore call costs, not a tenacity object.
+API calls and downloads both go through `call`.  The first attempt runs without any
+retry machinery; tenacity is imported and a ``Retrying`` built only once an attempt
+has failed with a `TransientError`, so a successful call costs what the botocore
+call costs.  Everything the loop decides (stop, wait) is computed from tenacity's
+`RetryCallState` and from the attempt number of the last try that moved a download
+forward, which only the attempt itself records: never a counter bumped in ``stop``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from ._exceptions import ECRError, TransientError
+from ._exceptions import ECRError, EndpointTimeout, Throttled, TransientError
 
 if TYPE_CHECKING:
     import tenacity
@@ -28,7 +33,7 @@ _log = logging.getLogger("ecr_layers")
 
 def _at_least(minimum: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     def check(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value < minimum:
+        if value is not None and value < minimum:
             raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
 
     return check
@@ -39,21 +44,69 @@ class RetryPolicy:
     """How `TransientError` failures are retried: bounded, jittered, with a deadline.
 
     The defaults make at most 5 requests within 30 seconds, waiting about 0.1, 0.2,
-    0.4 and 0.8 seconds plus up to 0.5 seconds of jitter between them.
+    0.4 and 0.8 seconds plus up to 0.5 seconds of jitter between them (from 1 second
+    when throttled).  For downloads, *attempts* counts tries in a row that did not
+    move the download forward, and *timeout* is the deadline of the whole download.
     """
 
-    #: Total tries, the first one included.  ``1`` turns retrying off.
+    #: Tries, the first one included (for downloads: tries in a row without
+    #: progress).  ``1`` turns retrying off.
     attempts: int = attrs.field(default=5, validator=_at_least(1))
     #: The first wait, in seconds; each later one doubles it.
     wait_initial: float = attrs.field(default=0.1, validator=_at_least(0))
-    #: No single wait is longer than this, in seconds.
+    #: No single wait is longer than this, in seconds (a server's ``Retry-After`` excepted).
     wait_max: float = attrs.field(default=5.0, validator=_at_least(0))
     #: Up to this many seconds, drawn at random, are added to each wait.
     wait_jitter: float = attrs.field(default=0.5, validator=_at_least(0))
-    #: No retry starts if it would begin later than this many seconds after the
-    #: first attempt started; None for no deadline.  It does not cut short an
-    #: attempt under way: botocore's connect and read timeouts bound those.
-    timeout: float | None = attrs.field(default=30.0)
+    #: API calls: no retry starts later than this many seconds after the first
+    #: attempt began (botocore's timeouts bound the attempt under way).  Downloads:
+    #: the deadline of the whole download, transfer included.  None: no deadline.
+    timeout: float | None = attrs.field(default=30.0, validator=_at_least(0))
+    #: The first wait after `Throttled`, in seconds: the AWS SDKs' throttling base.
+    wait_throttled: float = attrs.field(default=1.0, validator=_at_least(0))
+
+
+#: What downloads use unless told otherwise: the same tries without progress, and an
+#: hour for the whole download (a 10 GiB layer at 3 MiB/s).
+DOWNLOAD_POLICY = RetryPolicy(timeout=3600.0)
+
+
+@attrs.define
+class RetryBudget:
+    """A token bucket shared by every call of one client, as in the AWS SDKs' standard mode.
+
+    A retry costs `retry_cost` tokens (`timeout_cost` after a timeout); a call that
+    succeeds gives back what it spent.  When the bucket cannot pay for a retry, the
+    failure is raised at once: an endpoint that fails for everyone should not turn
+    each of many concurrent calls into ``attempts`` requests.
+    """
+
+    capacity: int = 500
+    retry_cost: int = 5
+    timeout_cost: int = 10
+    _tokens: int | None = None
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+
+    @property
+    def available(self) -> int:
+        """Tokens left."""
+        return self.capacity if self._tokens is None else self._tokens
+
+    def acquire(self, error: BaseException) -> int:
+        """Take the cost of retrying after *error*; return it, or 0 if the bucket cannot pay."""
+        cost = self.timeout_cost if isinstance(error, EndpointTimeout) else self.retry_cost
+        with self._lock:
+            left = self.available
+            if left < cost:
+                return 0
+            self._tokens = left - cost
+            return cost
+
+    def refund(self, amount: int) -> None:
+        """Give back *amount* tokens (what a call that then succeeded had spent)."""
+        if amount:
+            with self._lock:
+                self._tokens = min(self.capacity, self.available + amount)
 
 
 @attrs.define
@@ -65,18 +118,28 @@ class _Testing:
 _TESTING = _Testing()
 
 
-def set_testing(testing: bool, *, attempts: int = 1) -> None:
+@contextlib.contextmanager
+def _restoring(previous: _Testing) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        _TESTING.enabled, _TESTING.attempts = previous.enabled, previous.attempts
+
+
+def set_testing(testing: bool, *, attempts: int = 1) -> contextlib.AbstractContextManager[None]:
     """Turn test mode on or off for the whole process.
 
     In test mode nothing waits between attempts and at most *attempts* tries are
     made (1 by default: no retries), so a test suite that provokes failures does
-    not sleep.  Meant for users' own test suites; the ``local_ecr`` pytest fixture
-    does not turn it on by itself.
+    not sleep.  Used as a context manager (``with set_testing(True):``), it puts the
+    previous setting back on exit.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts!r}")
+    previous = _Testing(_TESTING.enabled, _TESTING.attempts)
     _TESTING.enabled = testing
     _TESTING.attempts = attempts
+    return _restoring(previous)
 
 
 def is_testing() -> bool:
@@ -84,12 +147,86 @@ def is_testing() -> bool:
     return _TESTING.enabled
 
 
-def call(attempt: Callable[[], T], policy: RetryPolicy) -> T:
+def effective_attempts(policy: RetryPolicy) -> int:
+    """Return the tries *policy* allows, capped by test mode."""
+    return min(policy.attempts, _TESTING.attempts) if _TESTING.enabled else policy.attempts
+
+
+def backoff(policy: RetryPolicy, failures: int, error: BaseException | None = None) -> float:
+    """Return the wait after the *failures*-th failure in a row: exponential, jittered, capped.
+
+    Throttling waits from `RetryPolicy.wait_throttled`, and a server's ``Retry-After``
+    is honoured when it asks for longer.  Zero in test mode.
+    """
+    if _TESTING.enabled:
+        return 0.0
+    base = policy.wait_throttled if isinstance(error, Throttled) else policy.wait_initial
+    exponential = base * 2 ** (max(1, failures) - 1)
+    jitter = random.uniform(0, policy.wait_jitter)  # noqa: S311 (not cryptographic)
+    wait = float(min(policy.wait_max, exponential + jitter))
+    asked = getattr(error, "retry_after", None)
+    return max(wait, asked) if asked is not None else wait
+
+
+#: Told, after a try failed, whether that try moved the download forward.
+Progress = Callable[[BaseException], bool]
+
+
+@attrs.define
+class _Run:
+    """One call's retry bookkeeping: what ``stop`` and ``wait`` read."""
+
+    policy: RetryPolicy
+    budget: RetryBudget | None
+    deadline: float | None
+    attempts: int
+    #: Attempt number of the last try that moved the download forward (0: none).
+    progressed_at: int = 0
+    spent: int = 0
+    out_of_budget: bool = False
+
+    def failures(self, state: tenacity.RetryCallState) -> int:
+        return state.attempt_number - self.progressed_at
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        if self.failures(state) >= self.attempts:
+            return True
+        if self.deadline is not None and time.monotonic() + state.upcoming_sleep > self.deadline:
+            return True
+        if self.budget is not None:
+            assert state.outcome is not None
+            cost = self.budget.acquire(state.outcome.exception())  # type: ignore[arg-type]
+            self.out_of_budget = cost == 0
+            self.spent += cost
+            return self.out_of_budget
+        return False
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        from ._exceptions import DownloadUrlExpired
+
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, DownloadUrlExpired):
+            return 0.0  # nothing to wait for: a fresh URL is one call away
+        return backoff(self.policy, self.failures(state), error)
+
+
+def call(
+    attempt: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    budget: RetryBudget | None = None,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+) -> T:
     """Return ``attempt()``, retrying `TransientError` as *policy* says.
 
-    Whatever escapes is an `ECRError` whose ``attempts`` says how many tries were made.
+    *progress*, for downloads, tells whether a failed try moved the transfer forward:
+    such a try does not count against ``policy.attempts``.  *deadline* (a
+    `time.monotonic` value) defaults to ``policy.timeout`` from now.  Whatever
+    escapes is an `ECRError` whose ``attempts`` says how many tries were made.
     """
-    started = time.monotonic()
+    if deadline is None and policy.timeout is not None:
+        deadline = time.monotonic() + policy.timeout
     try:
         return attempt()
     except TransientError as exc:
@@ -97,77 +234,53 @@ def call(attempt: Callable[[], T], policy: RetryPolicy) -> T:
     except ECRError as exc:
         exc.attempts = 1
         raise
-    return _retry(attempt, policy, first, started)
+    run = _Run(policy, budget, deadline, effective_attempts(policy))
+    if progress is not None and progress(first):
+        run.progressed_at = 1
+    if 1 - run.progressed_at >= run.attempts:
+        first.attempts = 1
+        raise first
+    return _retry(attempt, run, first, progress)
 
 
 def _retry(
-    attempt: Callable[[], T], policy: RetryPolicy, first: TransientError, started: float
+    attempt: Callable[[], T], run: _Run, first: TransientError, progress: Progress | None
 ) -> T:
-    attempts = effective_attempts(policy)
-    if attempts <= 1:
-        first.attempts = 1
-        raise first
-
     import tenacity  # Deferred: a process that never retries never imports it.
 
-    failed: list[TransientError] = [first]
-
-    def replay_then_call() -> T:
-        # Tenacity's attempt 1 is the one already made: re-raise its error so that
-        # attempt numbers, waits and the deadline count it, without a new request.
-        if failed:
-            raise failed.pop()
-        return attempt()
-
-    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(attempts)
-    if policy.timeout is not None:
-        left = max(0.0, policy.timeout - (time.monotonic() - started))
-        stop = stop | tenacity.stop_before_delay(left)
-    return retrying(
-        replay_then_call, stop=stop, wait=lambda state: backoff(policy, state.attempt_number)
-    )
-
-
-def retrying(
-    attempt: Callable[[], T],
-    *,
-    stop: Callable[[tenacity.RetryCallState], bool],
-    wait: Callable[[tenacity.RetryCallState], float],
-) -> T:
-    """Run *attempt* under tenacity: retry `TransientError` only, log each retry,
-    and let the last typed error escape (never `tenacity.RetryError`) with ``attempts`` set.
-    """
-    import tenacity
-
     machine = tenacity.Retrying(
-        stop=stop,
-        wait=wait,
+        stop=run.stop,
+        wait=run.wait,
         retry=tenacity.retry_if_exception_type(TransientError),
         before_sleep=log_retry,
         reraise=True,
     )
     try:
-        return machine(attempt)
+        for try_ in machine:
+            with try_:
+                number = try_.retry_state.attempt_number
+                if number == 1:
+                    # Tenacity's attempt 1 is the one already made: re-raise its error
+                    # so that attempt numbers, waits and the deadline count it.
+                    raise first
+                try:
+                    result = attempt()
+                except TransientError as exc:
+                    if progress is not None and progress(exc):
+                        run.progressed_at = number
+                    raise
+                if run.budget is not None:
+                    run.budget.refund(run.spent)
+                return result
     except ECRError as exc:
         exc.attempts = machine.statistics.get("attempt_number", 1)
+        if run.out_of_budget:
+            exc.message += (
+                "; not retried: this client's retry budget is spent "
+                "(too many failures lately across its calls)"
+            )
         raise
-
-
-def effective_attempts(policy: RetryPolicy) -> int:
-    """Return the tries *policy* allows, capped by test mode."""
-    return min(policy.attempts, _TESTING.attempts) if _TESTING.enabled else policy.attempts
-
-
-def backoff(policy: RetryPolicy, failures: int) -> float:
-    """Return the wait after the *failures*-th failure in a row: exponential, jittered, capped.
-
-    Zero in test mode: every wait, for API calls and downloads alike, comes from here.
-    """
-    if _TESTING.enabled:
-        return 0.0
-    exponential = policy.wait_initial * 2 ** (failures - 1)
-    jitter = random.uniform(0, policy.wait_jitter)  # noqa: S311 (not cryptographic)
-    return float(min(policy.wait_max, exponential + jitter))
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
 def log_retry(state: tenacity.RetryCallState) -> None:

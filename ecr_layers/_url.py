@@ -9,10 +9,15 @@ people (reprs, logs, error messages, the command line) goes through `redact_url`
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._exceptions import LayerRef
 
 # Query parameters whose values are secrets: SigV4's, CloudFront's signed URLs' and
 # anything else that calls itself a signature, credential or token.
@@ -36,6 +41,31 @@ def redact_url(url: str) -> str:
     query = "&".join(_redact_pair(pair) for pair in parts.query.split("&") if pair)
     rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
     return f"{rebuilt}?{query}" if query else rebuilt
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """Return *text* with every URL in it redacted (see `redact_url`)."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+
+
+def secrets_of(url: str) -> list[str]:
+    """Return the secret strings in *url*: signature, credential and token values,
+    raw and percent-decoded, a password, and the whole query (which holds them)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.query] if parts.query else []
+    if parts.password:
+        found.append(parts.password)
+    for pair in parts.query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and value and _SECRET_PARAM.search(name):
+            found += [value, unquote(value)]
+    return [s for s in found if len(s) >= 4]
 
 
 def _redact_pair(pair: str) -> str:
@@ -83,3 +113,73 @@ class LayerUrl:
             return False
         now = dt.datetime.now(dt.UTC)
         return now + dt.timedelta(seconds=margin) >= self.expires_at
+
+
+def check_download_url(url: str, *, allow_http: bool, layer: LayerRef | None = None) -> None:
+    """Refuse a download URL that is not safe to fetch: raise `ConfigurationError`.
+
+    Parsed with urllib3's own parser, the one that will connect: a check made with
+    another parser can be shown one host while urllib3 connects to another
+    (``http://other:80\\@127.0.0.1/``).  Userinfo and backslashes are refused
+    outright; plain http only to a loopback host, unless *allow_http*.
+    """
+    why = _download_url_problem(url, allow_http)
+    if why is not None:
+        from ._exceptions import ConfigurationError
+
+        raise ConfigurationError(f"refusing the download URL: {why}", layer=layer)
+
+
+def _download_url_problem(url: str, allow_http: bool) -> str | None:
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    if "\\" in url or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return "it has a backslash, a space or a control character in it"
+    try:
+        parsed = parse_url(url)
+        port = parsed.port
+    except (LocationParseError, ValueError):
+        return "it cannot be parsed"
+    if parsed.auth is not None:
+        return "it has user information in it"
+    if not parsed.host or (port is not None and not 0 < port < 65536):
+        return "it has no usable host or port"
+    scheme = parsed.scheme
+    if scheme == "https" or (scheme == "http" and (allow_http or is_loopback(parsed.host))):
+        return None
+    return (
+        f"a {scheme or 'schemeless'} URL for host {parsed.host!r}: only https, "
+        "or http to a loopback host, unless allow_http=True"
+    )
+
+
+def check_endpoint_url(url: str) -> None:
+    """Raise `ConfigurationError` unless *url* is an http(s) endpoint with a host and valid port."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    from ._exceptions import ConfigurationError
+
+    shown = redact_url(url) if "://" in url else url
+    try:
+        parsed = parse_url(url)
+        port = parsed.port
+    except (LocationParseError, ValueError):
+        raise ConfigurationError(f"the endpoint URL {shown!r} cannot be parsed") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(f"the endpoint URL {shown!r} is not an http(s) URL with a host")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(f"the endpoint URL {shown!r} has a port out of range")
+
+
+def is_loopback(host: str | None) -> bool:
+    """Return whether *host* names this machine's loopback interface."""
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -75,7 +75,8 @@ def test_missing_region_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("AWS_REGION", raising=False)
     with pytest.raises(ecr_layers.ConfigurationError) as info:
         ecr_layers.LayerClient()
-    assert info.value.code == "NoRegionError"
+    assert info.value.code == "ConfigurationError"
+    assert "region" in info.value.message
 
 
 def test_unknown_profile_is_a_typed_error() -> None:

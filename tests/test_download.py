@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 
 import ecr_layers
-from ecr_layers import _download
+from ecr_layers import _landing, _transfer, _url
 from ecr_layers.testing import LocalECR
 
 from .strategies import documented_digests
@@ -37,7 +37,7 @@ def client(local_ecr: LocalECR) -> ecr_layers.LayerClient:
 
 def only_the_layer(directory: pathlib.Path, digest: str) -> None:
     """Nothing but the finished layer in the directory: no partial or temporary files."""
-    assert [p.name for p in directory.iterdir()] == [_download.safe_file_name(digest)]
+    assert [p.name for p in directory.iterdir()] == [_landing.safe_file_name(digest)]
 
 
 def blob_log(ecr: LocalECR) -> list[tuple[int, str | None, str | None]]:
@@ -61,7 +61,7 @@ def test_download_to_a_directory(
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     only_the_layer(tmp_path, digest)
     # Auto mode asks for the first chunk by range; this layer fits in it: one request.
-    assert blob_log(local_ecr) == [(206, f"bytes=0-{_download.CHUNK_SIZE - 1}", None)]
+    assert blob_log(local_ecr) == [(206, f"bytes=0-{_transfer.CHUNK_SIZE - 1}", None)]
 
 
 def test_download_to_a_file_path_and_module_level(
@@ -184,13 +184,23 @@ def test_other_4xx_is_a_typed_error_not_retried(
     tmp_path: pathlib.Path,
 ) -> None:
     _, digest = layer
+    # One condition, one class, wherever it happens: the bytes are not there.
     local_ecr.faults.fail_next_blobs(3, status=404, code="NoSuchKey", message="gone")
-    with pytest.raises(ecr_layers.DownloadError) as info:
+    with pytest.raises(ecr_layers.LayersNotFound) as info:
         client.download_layer("team/app", digest, tmp_path)
-    assert type(info.value) is ecr_layers.DownloadError
     assert (info.value.code, info.value.http_status) == ("NoSuchKey", 404)
+    assert (info.value.repository_name, info.value.layer_digest) == ("team/app", digest)
     assert local_ecr.stats.blob_count() == 1
     assert list(tmp_path.iterdir()) == []
+    # A 4xx the library has no better class for is a DownloadError, not retried either.
+    local_ecr.stats.reset()
+    local_ecr.faults.clear()
+    local_ecr.faults.fail_next_blobs(3, status=400, code="InvalidArgument", message="no")
+    with pytest.raises(ecr_layers.DownloadError) as other:
+        client.download_layer("team/app", digest, tmp_path)
+    assert type(other.value) is ecr_layers.DownloadError
+    assert (other.value.code, other.value.http_status) == ("InvalidArgument", 400)
+    assert local_ecr.stats.blob_count() == 1
 
 
 def test_corrupt_bytes_raise_digest_mismatch_and_leave_nothing(
@@ -232,7 +242,7 @@ def test_parallel_ranged_download(
     monkeypatch: pytest.MonkeyPatch,
     connections: int,
 ) -> None:
-    monkeypatch.setattr(_download, "CHUNK_SIZE", 256 * 1024)
+    monkeypatch.setattr(_transfer, "CHUNK_SIZE", 256 * 1024)
     data = os.urandom(3 * 1024 * 1024 + 5)
     [digest] = local_ecr.push_image("team/app", [data])
     local_ecr.faults.truncate_next_blobs(1, after=100_000)  # one range comes back short
@@ -250,20 +260,20 @@ def test_auto_mode_goes_parallel_only_for_large_layers(
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_download, "CHUNK_SIZE", 256 * 1024)
-    monkeypatch.setattr(_download, "AUTO_THRESHOLD", 2 * 1024 * 1024)
+    monkeypatch.setattr(_transfer, "CHUNK_SIZE", 256 * 1024)
+    monkeypatch.setattr(_transfer, "AUTO_THRESHOLD", 2 * 1024 * 1024)
     small, large = os.urandom(1024 * 1024), os.urandom(2 * 1024 * 1024)
     digests = local_ecr.push_image("team/app", [small, large])
     client.download_layer("team/app", digests[0], tmp_path)
     assert len(blob_log(local_ecr)) == 2  # first chunk, then the rest in one stream
     local_ecr.stats.reset()
     # A first chunk that arrives slowly (a capped connection) means going parallel...
-    monkeypatch.setattr(_download, "AUTO_FAST_ENOUGH", 10**15)
+    monkeypatch.setattr(_transfer, "AUTO_FAST_ENOUGH", 10**15)
     client.download_layer("team/app", digests[1], tmp_path)
     assert len(blob_log(local_ecr)) == 8  # 8 ranges of 256 KiB
     local_ecr.stats.reset()
     # ...and one that arrives fast means one stream already outruns the client.
-    monkeypatch.setattr(_download, "AUTO_FAST_ENOUGH", 1)
+    monkeypatch.setattr(_transfer, "AUTO_FAST_ENOUGH", 1)
     client.download_layer("team/app", digests[1], tmp_path)
     assert len(blob_log(local_ecr)) == 2
 
@@ -318,7 +328,7 @@ def test_lookup_errors_surface_before_any_file_exists(
 
 @given(documented_digests)
 def test_file_names_never_escape_the_directory(digest: str) -> None:
-    name = _download.safe_file_name(digest)
+    name = _landing.safe_file_name(digest)
     assert "/" not in name
     assert "\\" not in name
     assert name not in ("", ".", "..")
@@ -328,13 +338,13 @@ def test_file_names_never_escape_the_directory(digest: str) -> None:
 
 
 def test_plain_http_is_refused_unless_loopback_or_allowed() -> None:
-    _download.check_url_scheme("https://bucket.s3.amazonaws.com/x", allow_http=False)
-    _download.check_url_scheme("http://127.0.0.1:5000/x", allow_http=False)
-    _download.check_url_scheme("http://[::1]:5000/x", allow_http=False)
-    _download.check_url_scheme("http://example.com/x", allow_http=True)
+    _url.check_download_url("https://bucket.s3.amazonaws.com/x", allow_http=False)
+    _url.check_download_url("http://127.0.0.1:5000/x", allow_http=False)
+    _url.check_download_url("http://[::1]:5000/x", allow_http=False)
+    _url.check_download_url("http://example.com/x", allow_http=True)
     for url in ("http://example.com/x?X-Amz-Signature=s3cr3t", "ftp://example.com/x"):
-        with pytest.raises(ecr_layers.DownloadError) as info:
-            _download.check_url_scheme(url, allow_http=False)
+        with pytest.raises(ecr_layers.ConfigurationError) as info:
+            _url.check_download_url(url, allow_http=False)
         assert "s3cr3t" not in str(info.value)
 
 
@@ -360,10 +370,11 @@ def test_a_killed_download_leaves_nothing_and_the_next_one_cleans_up(
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(10)
-    target = tmp_path / _download.safe_file_name(digest)
+    target = tmp_path / _landing.safe_file_name(digest)
     assert not target.exists()
     [leftover] = list(tmp_path.iterdir())
-    assert leftover.name.startswith(f".{target.name}.ecr-layers-{child.pid}-")
+    assert leftover.name.startswith(f".{target.name}.")
+    assert f".ecr-layers-{child.pid}-" in leftover.name
     local_ecr.faults.bandwidth = None
     path = local_ecr.client().download_layer("team/app", digest, tmp_path)
     assert path.read_bytes() == data
@@ -372,12 +383,14 @@ def test_a_killed_download_leaves_nothing_and_the_next_one_cleans_up(
 
 def test_a_live_downloads_temporary_file_is_not_removed(tmp_path: pathlib.Path) -> None:
     target = tmp_path / "layer"
-    mine = tmp_path / f".layer.ecr-layers-{os.getpid()}-abcd.part"
-    dead = tmp_path / ".layer.ecr-layers-999999999-abcd.part"
-    other = tmp_path / ".other.ecr-layers-999999999-abcd.part"
+    tag = _landing.temp_path(target).name.split(".")[2]
+    mine = tmp_path / f".layer.{tag}.ecr-layers-{os.getpid()}-abcd0123.part"
+    dead = tmp_path / f".layer.{tag}.ecr-layers-999999999-abcd0123.part"
+    other_tag = _landing.temp_path(tmp_path / "other").name.split(".")[2]
+    other = tmp_path / f".other.{other_tag}.ecr-layers-999999999-abcd0123.part"
     for p in (mine, dead, other):
         p.write_bytes(b"x")
-    assert _download.clean_leftovers(target) == [dead]
+    assert _landing.clean_leftovers(target) == [dead]
     assert mine.exists()
     assert other.exists()
 
@@ -429,7 +442,7 @@ def test_a_range_that_fails_for_good_fails_the_parallel_download_cleanly(
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_download, "CHUNK_SIZE", 256 * 1024)
+    monkeypatch.setattr(_transfer, "CHUNK_SIZE", 256 * 1024)
     [digest] = local_ecr.push_image("team/app", [os.urandom(2 * 1024 * 1024)])
     armed: list[int] = []
 
@@ -438,7 +451,7 @@ def test_a_range_that_fails_for_good_fails_the_parallel_download_cleanly(
             armed.append(done)
             local_ecr.faults.fail_next_blobs(100, status=403, code="AccessDenied", message="No")
 
-    with pytest.raises(ecr_layers.DownloadError) as info:
+    with pytest.raises(ecr_layers.AccessDenied) as info:
         client.download_layer("team/app", digest, tmp_path, parallel=4, progress=break_the_rest)
     assert (info.value.code, info.value.http_status) == ("AccessDenied", 403)
     assert list(tmp_path.iterdir()) == []

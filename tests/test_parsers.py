@@ -10,13 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ecr_layers
-from ecr_layers import _download
+from ecr_layers import _mapping, _transfer
 from ecr_layers._url import expiry_from_url
 from ecr_layers.testing._server import _parse_range
 
 from .strategies import documented_digests
 
 HEX = "0123456789abcdef"
+LAYER = ecr_layers.LayerRef("team/app", "sha256:ab")
 
 
 @given(st.text())
@@ -43,26 +44,27 @@ def test_expiry_is_date_plus_expires_wherever_the_parameters_stand(
 def test_check_digest_accepts_exactly_oci_sha256_and_sha512(digest: str) -> None:
     valid = re.fullmatch(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", digest) is not None
     if valid:
-        assert _download.check_digest(digest)[0] in ("sha256", "sha512")
+        assert _transfer.check_digest(digest, LAYER) in ("sha256", "sha512")
     else:
         with pytest.raises(ecr_layers.UnsupportedDigest):
-            _download.check_digest(digest)
+            _transfer.check_digest(digest, LAYER)
 
 
 @given(st.sampled_from(["sha256", "sha512"]), st.data())
 def test_check_digest_accepts_generated_valid_digests(algorithm: str, data: st.DataObject) -> None:
     size = 64 if algorithm == "sha256" else 128
     encoded = data.draw(st.text(alphabet=HEX, min_size=size, max_size=size))
-    assert _download.check_digest(f"{algorithm}:{encoded}") == (algorithm, encoded)
+    assert _transfer.check_digest(f"{algorithm}:{encoded}", LAYER) == algorithm
 
 
 @given(documented_digests)
 def test_check_digest_never_raises_anything_else(digest: str) -> None:
     if re.fullmatch(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", digest):
-        _download.check_digest(digest)
+        _transfer.check_digest(digest, LAYER)
         return
+    layer = ecr_layers.LayerRef("team/app", digest)
     with pytest.raises(ecr_layers.UnsupportedDigest) as info:
-        _download.check_digest(digest)
+        _transfer.check_digest(digest, layer)
     assert info.value.layer_digest == digest
 
 
@@ -85,13 +87,58 @@ def test_range_parsing_never_raises(header: str) -> None:
     assert got is None or 0 <= got[0] < got[1] <= 100
 
 
-@given(st.binary())
-def test_s3_error_bodies_never_raise(body: bytes) -> None:
-    code, message = _download._s3_error(body)
-    assert isinstance(code, str)
-    assert isinstance(message, str)
+@given(st.integers(min_value=300, max_value=599), st.binary(), st.text())
+def test_download_host_answers_always_map_to_one_typed_error(
+    status: int, body: bytes, retry_after: str
+) -> None:
+    error = _mapping.from_download_answer(
+        status, body, {"Retry-After": retry_after}, LAYER, url_expired=False
+    )
+    assert isinstance(error, ecr_layers.ECRError)
+    assert error.layer == LAYER
+    assert error.http_status == status
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in error.message + error.code)
+    assert error.retry_after is None or 0 <= error.retry_after <= 3600
 
 
-def test_s3_error_body_is_read() -> None:
-    body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
-    assert _download._s3_error(body) == ("AccessDenied", "Request has expired")
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "code"),
+    [
+        (
+            403,
+            b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            ecr_layers.DownloadUrlExpired,
+            "DownloadUrlExpired",
+        ),
+        (
+            403,
+            b"<Error><Code>AccessDenied</Code><Message>No</Message></Error>",
+            ecr_layers.AccessDenied,
+            "AccessDenied",
+        ),
+        (503, b"<Error><Code>SlowDown</Code></Error>", ecr_layers.Throttled, "SlowDown"),
+        (429, b"", ecr_layers.Throttled, "ThrottlingException"),
+        (500, b"<html>oops</html>", ecr_layers.ServerError, "ServerException"),
+        (404, b"", ecr_layers.LayersNotFound, "LayersNotFoundException"),
+        (
+            400,
+            b"<Error><Code>RequestExpired</Code></Error>",
+            ecr_layers.DownloadError,
+            "RequestExpired",
+        ),
+        (302, b"", ecr_layers.DownloadError, "DownloadError"),
+    ],
+)
+def test_download_host_answers_map_like_the_api(
+    status: int, body: bytes, cls: type[ecr_layers.ECRError], code: str
+) -> None:
+    error = _mapping.from_download_answer(status, body, {}, LAYER, url_expired=False)
+    assert type(error) is cls
+    assert error.code == code
+
+
+def test_escape_sequences_from_the_server_never_reach_a_message() -> None:
+    body = b"<Error><Code>Bad\x1b[31m</Code><Message>\x1b]0;pwned\x07hi</Message></Error>"
+    error = _mapping.from_download_answer(400, body, {}, LAYER, url_expired=False)
+    assert "\x1b" not in error.message + error.code
+    assert "\x07" not in error.message

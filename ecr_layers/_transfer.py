@@ -1,0 +1,239 @@
+"""
+The transfer core, independent of how bytes arrive: what to fetch, how fast is too
+slow, and where received bytes go (hashed and written on a thread of their own).
+
+A transport (urllib3's in `_download`, an asyncio one later) reads into buffers it
+gets from `Sink.take`, hands them back filled with `Sink.give`, checks each read
+against a `Pace`, and asks `Plan` which ranges to fetch.  Landing is `_landing`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import attrs
+
+from ._exceptions import EndpointTimeout, LayerRef, ServerError, UnsupportedDigest
+
+#: Bytes per buffer handed from the reader to the hashing and writing thread.
+BUFFER_SIZE = 1024 * 1024
+#: Buffers in the ring: the reader fills one while the writer drains the others.
+RING = 4
+#: Bytes per ranged request in a parallel download (and so, per connection in memory).
+CHUNK_SIZE = 4 * 1024 * 1024
+#: When the caller does not say, layers at least this large are fetched over
+#: `AUTO_CONNECTIONS` connections, unless the first chunk arrived faster than
+#: `AUTO_FAST_ENOUGH` bytes/s: on a fast link one stream is CPU-bound and more
+#: connections only add work; on a capped one they multiply the rate.
+AUTO_THRESHOLD = 64 * 1024 * 1024
+AUTO_CONNECTIONS = 4
+AUTO_FAST_ENOUGH = 200 * 1024 * 1024
+#: ``parallel`` may be 1 to this many connections.
+MAX_CONNECTIONS = 16
+#: A connection slower than MIN_RATE bytes/s over MIN_RATE_WINDOW seconds is cut.
+MIN_RATE = 1024
+MIN_RATE_WINDOW = 30.0
+#: Writeback is started every this many bytes, so the final fsync has little to wait for.
+WRITEBACK_EVERY = 8 * 1024 * 1024
+#: The longest digest accepted; sha512's is 135 characters.
+MAX_DIGEST_LENGTH = 255
+
+_HASHES = {"sha256": 64, "sha512": 128}
+_HEX = re.compile(r"[0-9a-f]+")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_FADVISE = getattr(os, "posix_fadvise", None)
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 0)
+
+Progress = Callable[[int, "int | None"], None]
+
+
+def check_digest(digest: str, layer: LayerRef) -> str:
+    """Return the hash algorithm of an OCI digest this library can verify.
+
+    Raises `UnsupportedDigest` for anything but ``sha256`` with 64 and ``sha512`` with
+    128 lowercase hex characters: the API's pattern admits much more (``sha256:abc``,
+    ``X.Y:ab``), and such a digest cannot be checked against the bytes.
+    """
+    algorithm, _, encoded = digest.partition(":")
+    size = _HASHES.get(algorithm)
+    if size is None or len(encoded) != size or not _HEX.fullmatch(encoded):
+        raise UnsupportedDigest(
+            f"cannot verify {digest[:80]!r}: only sha256 (64) and sha512 (128) lowercase hex "
+            "digests can be verified; a download without verification must be asked for",
+            layer=layer,
+        )
+    return algorithm
+
+
+def parse_range(status: int, headers: dict[str, str] | object, start: int) -> int | None:
+    """Return the body's total size from a 200/206 answer's headers (None if unknown).
+
+    Raises `ServerError` if a 206 is not for the range that starts at *start*.
+    """
+    get = getattr(headers, "get", None)
+    assert get is not None
+    if status == 206:
+        match = _CONTENT_RANGE.fullmatch(get("Content-Range", "") or "")
+        if match is None or int(match[1]) != start:
+            raise ServerError("the download host sent the wrong byte range")
+        return int(match[3]) if match[3] != "*" else None
+    length = get("Content-Length")
+    return int(length) if length is not None and str(length).isdigit() else None
+
+
+def connections_for(total: int, done: int, seconds: float, parallel: int | None) -> int:
+    """Return how many connections should fetch the rest, after a first chunk."""
+    if parallel is not None:
+        return parallel
+    rate = done / max(seconds, 1e-6)
+    return AUTO_CONNECTIONS if total >= AUTO_THRESHOLD and rate < AUTO_FAST_ENOUGH else 1
+
+
+def ranges(start: int, total: int) -> Iterator[tuple[int, int]]:
+    """Yield [start, end) spans of `CHUNK_SIZE` covering [start, total)."""
+    for offset in range(start, total, CHUNK_SIZE):
+        yield offset, min(offset + CHUNK_SIZE, total)
+
+
+@attrs.define
+class Pace:
+    """One connection's bounds: the minimum rate, the deadline, and cancellation."""
+
+    layer: LayerRef
+    deadline: float | None
+    cancelled: threading.Event
+    floor: int = MIN_RATE
+    window: float = MIN_RATE_WINDOW
+    _since: float = attrs.field(factory=time.monotonic)
+    _count: int = 0
+    #: The error that cut this connection for being too slow, if one did.
+    slow: EndpointTimeout | None = None
+
+    def check(self, received: int) -> None:
+        """Account for *received* bytes; raise if the connection must stop."""
+        now = time.monotonic()
+        self._count += received
+        if self.cancelled.is_set():
+            raise KeyboardInterrupt
+        if self.deadline is not None and now > self.deadline:
+            raise EndpointTimeout("the download did not finish by its deadline", layer=self.layer)
+        if now - self._since >= self.window:
+            if self._count < self.floor * self.window:
+                self.slow = EndpointTimeout(
+                    f"the download ran below {self.floor} bytes/s for {self.window:g} s",
+                    layer=self.layer,
+                )
+                raise self.slow
+            self._since, self._count = now, 0
+
+
+class Sink:
+    """Hashes and writes received bytes, in order, on a thread of its own.
+
+    hashlib and file writes release the GIL, so they overlap the socket reads.  The
+    reader fills buffers from a small ring (`take`) and hands them over (`give`);
+    the thread hands each back once hashed and written, so nothing is allocated or
+    copied per read and memory stays at the ring's size.
+    """
+
+    def __init__(self, fd: int, algorithm: str, progress: Progress | None) -> None:
+        self._fd = fd
+        self._algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self._progress = progress
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(RING):
+            self._free.put(bytearray(BUFFER_SIZE))
+        # (buffer, length, back to the ring?); (None, 0, False) is a restart; None the end.
+        self._work: queue.Queue[tuple[bytearray | None, int, bool] | None] = queue.Queue(RING)
+        #: Bytes handed over, in order: the verified-in-order offset of the download.
+        self.done = 0
+        self.total: int | None = None
+        self._written = self._flushed = 0
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="ecr-layers-sink", daemon=True)
+        self._thread.start()
+
+    def take(self) -> bytearray:
+        """Return a free buffer of `BUFFER_SIZE` bytes to read into."""
+        return self._free.get()
+
+    def give(self, buffer: bytearray, length: int, *, ring: bool = True) -> None:
+        """Hand over the first *length* bytes of *buffer*; never touch it again.
+
+        *ring* buffers go back to the ring once written; others (a parallel
+        download's ranges) are dropped, which frees them.
+        """
+        if self.error is not None:
+            raise self.error
+        if length <= 0:
+            if ring:
+                self._free.put(buffer)
+            return
+        self._work.put((buffer, length, ring))
+        self.done += length
+        if self._progress is not None:
+            self._progress(self.done, self.total)
+
+    def restart(self) -> None:
+        """Throw away everything so far (the server ignored a Range): start from byte 0."""
+        self._work.put((None, 0, False))
+        self.done = 0
+
+    def hexdigest(self) -> str:
+        """Wait for every buffer to be written; return the hash, or raise the write error."""
+        self.close()
+        if self.error is not None:
+            raise self.error
+        return str(self._hash.hexdigest())
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._work.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            buffer, length, ring = item
+            if buffer is None:
+                self._reset()
+                continue
+            view = memoryview(buffer)[:length]
+            if self.error is None:
+                self._hash.update(view)
+                try:
+                    self._write(view)
+                except OSError as exc:
+                    self.error = exc
+            view.release()
+            if ring:
+                self._free.put(buffer)
+
+    def _write(self, view: memoryview) -> None:
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+            self._written += written
+        if self._written - self._flushed >= WRITEBACK_EVERY:
+            # POSIX_FADV_DONTNEED starts writeback of dirty pages without blocking
+            # (Linux), so the final fsync that makes "landed whole" survive a power
+            # cut has little left to wait for.
+            if _FADVISE is not None:
+                _FADVISE(self._fd, self._flushed, self._written - self._flushed, _DONTNEED)
+            self._flushed = self._written
+
+    def _reset(self) -> None:
+        if self.error is None:
+            try:
+                os.lseek(self._fd, 0, os.SEEK_SET)
+                os.ftruncate(self._fd, 0)
+            except OSError as exc:
+                self.error = exc
+        self._hash = hashlib.new(self._algorithm)
+        self._written = self._flushed = 0
