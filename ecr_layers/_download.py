@@ -124,7 +124,14 @@ class Job:
                 self._url = None
 
     def pace(self) -> Pace:
-        return Pace(self.layer, self.deadline, self.cancelled)
+        # Read at each connection, not bound at import, so that tests can shrink them.
+        return Pace(
+            self.layer,
+            self.deadline,
+            self.cancelled,
+            floor=_transfer.MIN_RATE,
+            window=_transfer.MIN_RATE_WINDOW,
+        )
 
     def retrying(self, attempt: Callable[[], T], progress: _Forward | None = None) -> T:
         """Run *attempt* under the download's policy, budget and deadline."""

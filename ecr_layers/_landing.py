@@ -16,7 +16,7 @@ import hashlib
 import os
 import pathlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import attrs
@@ -70,7 +70,17 @@ def resolve_destination(destination: object, digest: str, layer: LayerRef) -> pa
 
     if "\0" in raw or not raw:
         raise fail("not a usable path (empty, or a NUL character in it)", errnos.EINVAL, raw)
-    path = pathlib.Path(raw)
+    try:
+        return _checked(pathlib.Path(raw), raw, digest, fail)
+    except OSError as exc:  # a stat that fails: too long a path, a loop, no permission
+        if isinstance(exc, DestinationError):
+            raise
+        raise fail(os.strerror(exc.errno or errnos.EIO), exc.errno or errnos.EIO, raw) from None
+
+
+def _checked(
+    path: pathlib.Path, raw: str, digest: str, fail: Callable[[str, int, str], DestinationError]
+) -> pathlib.Path:
     if raw.endswith(("/", os.sep)) or path.is_dir():
         if not path.is_dir():
             raise fail("the directory does not exist", errnos.ENOENT, raw)
@@ -82,14 +92,10 @@ def resolve_destination(destination: object, digest: str, layer: LayerRef) -> pa
         raise fail("the directory to write into does not exist", errnos.ENOENT, str(parent))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise fail("the directory is not writable", errnos.EACCES, str(parent))
+    if len(os.fsencode(path.name)) > _name_max(parent):
+        raise fail("the file name is longer than the file system allows", errnos.ENAMETOOLONG, raw)
     if path.is_dir():
         raise fail("is a directory", errnos.EISDIR, str(path))
-    if len(os.fsencode(path.name)) > _name_max(parent):
-        raise fail(
-            f"the file name is longer than this file system allows ({_name_max(parent)} bytes)",
-            errnos.ENAMETOOLONG,
-            str(path),
-        )
     return path
 
 

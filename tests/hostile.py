@@ -1,0 +1,150 @@
+"""Small misbehaving download hosts on loopback, for the bounds the retry layer promises.
+
+Each serves one body for any GET and misbehaves in one way; each counts the requests
+it received, so that tests can assert bounds on the server side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import attrs
+
+Behaviour = Callable[[socket.socket, bytes, "Host"], None]
+
+
+@attrs.define
+class Host:
+    """A TCP server on 127.0.0.1 that answers every request with *behaviour*."""
+
+    behaviour: Behaviour
+    address: str = "127.0.0.1"
+    data: bytes = attrs.Factory(lambda: bytes(range(256)) * 4096)  # 1 MiB
+    requests: int = 0
+    ranges: list[str | None] = attrs.Factory(list)
+    stopping: threading.Event = attrs.Factory(threading.Event)
+    _server: socket.socket = attrs.field(init=False)
+    _threads: list[threading.Thread] = attrs.Factory(list)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.getsockname()[1])
+
+    def url(self, query: str = "X-Amz-Signature=SECRETSIG0123456789") -> str:
+        return f"http://{self.address}:{self.port}/blob?{query}"
+
+    def start(self) -> Host:
+        self._server = socket.create_server((self.address, 0))
+        self._server.settimeout(0.2)
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._server.close()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.closing(conn):
+            conn.settimeout(5)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                try:
+                    chunk = conn.recv(4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                request += chunk
+            self.requests += 1
+            header = next(
+                (
+                    line.split(b":", 1)[1].strip().decode()
+                    for line in request.split(b"\r\n")
+                    if line.lower().startswith(b"range:")
+                ),
+                None,
+            )
+            self.ranges.append(header)
+            with contextlib.suppress(OSError):
+                self.behaviour(conn, self.data, self)
+
+    def wait(self, seconds: float) -> None:
+        self.stopping.wait(seconds)
+
+
+def headers_200(data: bytes) -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+
+
+def reset_after(count: int) -> Behaviour:
+    """Ignore Range, send *count* bytes of the whole body, then reset the connection."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        conn.sendall(headers_200(data) + data[:count])
+        time.sleep(0.05)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    return behave
+
+
+def hang_after(count: int) -> Behaviour:
+    """Ignore Range, send *count* bytes of the whole body, then send nothing more."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        conn.sendall(headers_200(data) + data[:count])
+        host.wait(120)
+
+    return behave
+
+
+def trickle(interval: float) -> Behaviour:
+    """Send the whole body's headers, then one byte every *interval* seconds."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        conn.sendall(headers_200(data))
+        for i in range(len(data)):
+            if host.stopping.wait(interval):
+                return
+            conn.sendall(data[i : i + 1])
+
+    return behave
+
+
+def nothing(conn: socket.socket, data: bytes, host: Host) -> None:
+    """Accept the request and never answer."""
+    host.wait(120)
+
+
+@contextlib.contextmanager
+def serving(behaviour: Behaviour, address: str = "127.0.0.1") -> Iterator[Host]:
+    host = Host(behaviour, address).start()
+    try:
+        yield host
+    finally:
+        host.stop()

@@ -1,0 +1,298 @@
+"""Inputs and destinations are checked before anything leaves the machine or touches
+the disk; resources are bounded; the client has a lifecycle."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import ecr_layers
+from ecr_layers import _landing, _transfer
+from ecr_layers.testing import LocalECR
+
+OP = "GetDownloadUrlForLayer"
+FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.01, wait_jitter=0)
+DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.fixture
+def client(local_ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
+    with local_ecr.client(retry_policy=FAST) as client:
+        yield client
+
+
+def nothing_sent(ecr: LocalECR) -> None:
+    assert ecr.stats.count() == 0
+    assert ecr.stats.blob_count() == 0
+
+
+@pytest.mark.parametrize("digest", [None, 42, b"sha256:ab", ["sha256:ab"]])
+def test_bad_digest_types_are_invalid_parameters_everywhere(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path, digest: object
+) -> None:
+    for call in (
+        lambda: client.download_layer("team/app", digest, tmp_path),  # type: ignore[arg-type]
+        lambda: ecr_layers.download_layer("team/app", digest, tmp_path),  # type: ignore[arg-type]
+        lambda: client.get_layer_url("team/app", digest),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ecr_layers.InvalidParameter) as info:
+            call()
+        assert info.value.parameter == "layerDigest"
+    nothing_sent(local_ecr)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"parallel": 0}, "parallel"),
+        ({"parallel": -1}, "parallel"),
+        ({"parallel": 17}, "parallel"),
+        ({"parallel": 64}, "parallel"),
+        ({"parallel": True}, "parallel"),
+        ({"parallel": "4"}, "parallel"),
+        ({"verify": "no"}, "verify"),
+        ({"progress": 3}, "progress"),
+    ],
+)
+def test_bad_options_are_invalid_parameters_before_any_request(
+    local_ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    kwargs: dict[str, object],
+    parameter: str,
+) -> None:
+    with pytest.raises(ecr_layers.InvalidParameter) as info:
+        client.download_layer("team/app", DIGEST, tmp_path, **kwargs)  # type: ignore[arg-type]
+    assert info.value.parameter == parameter
+    nothing_sent(local_ecr)
+
+
+def test_a_huge_digest_is_refused_even_unverified(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    with pytest.raises(ecr_layers.InvalidParameter) as info:
+        client.download_layer("team/app", "sha256:" + "a" * 10**6, tmp_path, verify=False)
+    assert "longer than 255" in info.value.message
+    nothing_sent(local_ecr)
+
+
+def test_an_unverifiable_digest_is_refused_before_leftovers_are_touched(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    target = tmp_path / "layer"
+    leftover = _landing.temp_path(target).with_name(
+        _landing.temp_path(target).name.replace(f"-{os.getpid()}-", "-999999999-")
+    )
+    leftover.write_bytes(b"x")
+    with pytest.raises(ecr_layers.UnsupportedDigest):
+        client.download_layer("team/app", "sha256:abc", target)
+    assert leftover.exists()
+    nothing_sent(local_ecr)
+
+
+@pytest.mark.parametrize(
+    ("destination", "code"),
+    [
+        ("missing/layer.bin", errno.ENOENT),
+        ("newdir/", errno.ENOENT),
+        ("bad\0name", errno.EINVAL),
+        ("x" * 300, errno.ENAMETOOLONG),
+        ("", errno.EINVAL),
+    ],
+)
+def test_destination_problems_are_destination_errors_before_the_lookup(
+    local_ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    destination: str,
+    code: int,
+) -> None:
+    path = f"{tmp_path}/{destination}" if destination else ""
+    with pytest.raises(ecr_layers.DestinationError) as info:
+        client.download_layer("team/app", DIGEST, path)
+    assert isinstance(info.value, OSError)
+    assert info.value.errno == code
+    assert info.value.layer_digest == DIGEST
+    nothing_sent(local_ecr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_directory_is_found_before_the_lookup(
+    local_ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # root ignores mode bits, so the check is what is observed: os.access says no.
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m, **k: False if p == tmp_path else real_access(p, m, **k)
+    )
+    with pytest.raises(ecr_layers.DestinationError) as info:
+        client.download_layer("team/app", DIGEST, tmp_path)
+    assert info.value.errno == errno.EACCES
+    nothing_sent(local_ecr)
+
+
+def test_a_name_that_fits_gets_a_temporary_name_that_fits_too(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    data = os.urandom(1000)
+    [digest] = local_ecr.push_image("team/app", [data])
+    target = tmp_path / ("n" * 250)
+    assert len(_landing.temp_path(target).name) <= 255
+    assert client.download_layer("team/app", digest, target).read_bytes() == data
+
+
+def test_a_trailing_slash_on_an_existing_directory_puts_the_layer_inside(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    data = os.urandom(1000)
+    [digest] = local_ecr.push_image("team/app", [data])
+    path = client.download_layer("team/app", digest, f"{tmp_path}/")
+    assert path.parent == tmp_path
+    assert path.read_bytes() == data
+
+
+def test_a_full_disk_is_a_destination_error_and_leaves_nothing(
+    local_ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [digest] = local_ecr.push_image("team/app", [os.urandom(3 * 1024 * 1024)])
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(ecr_layers.DestinationError) as info:
+        client.download_layer("team/app", digest, tmp_path)
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.code == "ENOSPC"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_landing_fsyncs_the_file_and_then_the_directory(
+    local_ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [digest] = local_ecr.push_image("team/app", [os.urandom(1000)])
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    client.download_layer("team/app", digest, tmp_path)
+    assert synced == ["file", "dir"]
+
+
+def test_get_layer_urls_refuses_a_bare_string(client: ecr_layers.LayerClient) -> None:
+    with pytest.raises(TypeError, match="not a single str"):
+        client.get_layer_urls("team/app", DIGEST)
+
+
+def test_get_layer_urls_keeps_errors_without_tracebacks(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    local_ecr.create_repository("team/app")
+    digests = [f"sha256:{i:064x}" for i in range(50)]
+    results = client.get_layer_urls("team/app", digests)
+    for error in results.values():
+        assert isinstance(error, ecr_layers.LayersNotFound)
+        link: BaseException | None = error
+        while link is not None:
+            assert link.__traceback__ is None
+            link = link.__cause__ or link.__context__
+
+
+def test_the_client_closes_once_and_refuses_calls_after(local_ecr: LocalECR) -> None:
+    [digest] = local_ecr.push_image("team/app", [b"x"])
+    with local_ecr.client() as client:
+        client.get_layer_url("team/app", digest)
+        assert "download_retry_policy=" in repr(client)
+        assert "retry_policy=" in repr(client)
+    client.close()  # idempotent
+    assert "closed=True" in repr(client)
+    with pytest.raises(ecr_layers.ConfigurationError, match="closed"):
+        client.get_layer_url("team/app", digest)
+    gc.collect()
+
+
+def test_policies_are_named_and_the_download_one_has_a_longer_deadline(
+    local_ecr: LocalECR,
+) -> None:
+    mine = ecr_layers.RetryPolicy(attempts=2)
+    with local_ecr.client(retry_policy=mine) as client:
+        assert client.retry_policy == mine
+        assert client.download_retry_policy.attempts == 2
+        assert client.download_retry_policy.timeout == 3600
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"AWS_MAX_ATTEMPTS": "2"}, 2),
+        ({"AWS_RETRY_MODE": "standard"}, 3),
+        ({"AWS_RETRY_MODE": "legacy"}, 5),
+        ({"AWS_RETRY_MODE": "adaptive", "AWS_MAX_ATTEMPTS": "7"}, 7),
+    ],
+)
+def test_botocore_attempts_are_what_botocore_resolves(
+    local_ecr: LocalECR, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: int
+) -> None:
+    import boto3
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    theirs = boto3.client("ecr", endpoint_url=local_ecr.endpoint_url, region_name="us-east-1")
+    assert ecr_layers._client.botocore_attempts(theirs) == expected
+
+
+@pytest.mark.parametrize("endpoint", ["notaurl", "ftp://127.0.0.1/", "http://127.0.0.1:99999"])
+def test_unusable_endpoints_are_configuration_errors_at_construction(endpoint: str) -> None:
+    with pytest.raises(ecr_layers.ConfigurationError):
+        ecr_layers.LayerClient(endpoint_url=endpoint, region_name="us-east-1")
+
+
+def test_ctrl_c_stops_a_parallel_download_within_about_a_second(
+    local_ecr: LocalECR, tmp_path: pathlib.Path
+) -> None:
+    [digest] = local_ecr.push_image("team/app", [os.urandom(48 * 1024 * 1024)])
+    local_ecr.faults.bandwidth = 1024 * 1024  # per connection: seconds for the whole layer
+    code = (
+        "import ecr_layers\n"
+        f"ecr_layers.download_layer('team/app', {digest!r}, {str(tmp_path)!r}, parallel=8)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and local_ecr.stats.blob_count() < 4:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the range workers are now blocked in reads
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        child.wait(10)
+        took = time.monotonic() - started
+    finally:
+        child.kill()
+        child.wait()
+        local_ecr.faults.bandwidth = None
+    assert took < 2.5, took
+    assert child.returncode != 0
+    assert list(tmp_path.iterdir()) == []
