@@ -40,8 +40,8 @@ from ._exceptions import (
     UnknownError,
     UnsupportedDigest,
 )
-from ._retry import RetryPolicy, is_testing, set_testing
-from ._url import LayerUrl, redact_url
+from ._retry import RetryBudget, RetryPolicy, is_testing, set_testing
+from ._url import LayerUrl, RedactingFilter, redact_url
 
 __all__ = [
     "BOTOCORE_CONFIG",
@@ -63,7 +63,9 @@ __all__ = [
     "LayerRef",
     "LayerUrl",
     "LayersNotFound",
+    "RedactingFilter",
     "RepositoryNotFound",
+    "RetryBudget",
     "RetryPolicy",
     "ServerError",
     "Throttled",

@@ -252,13 +252,21 @@ class LayerClient:
     ) -> pathlib.Path:
         """Download a layer to *destination* (a file, or a directory to put it in); return its path.
 
-        The bytes are hashed while they stream and land at the destination only if
-        they match the digest (else `DigestMismatch`, and nothing is left behind).
-        Dropped connections resume from the last byte; expired URLs are renewed.
-        *parallel* sets how many connections fetch byte ranges at once (None:
-        4 for layers of 64 MiB and more, else 1).  *progress* is called with
-        (bytes done, total bytes or None).  Only https URLs are followed, or http
-        to a loopback host, unless *allow_http*.
+        Everything is checked before a request is sent: the arguments
+        (`InvalidParameter`), the digest (`UnsupportedDigest` unless *verify* is
+        False) and the destination (`DestinationError`: its directory must exist and
+        be writable, and a path ending in a slash names a directory).  The bytes are
+        hashed while they stream and land at the destination only if they match
+        the digest (else `DigestMismatch`, and nothing is left behind).  Dropped
+        connections resume from the last byte; expired URLs are renewed; the
+        `download_retry_policy` bounds it all (see the README's retry section).
+
+        *parallel* is how many connections fetch 4 MiB byte ranges at once, 1 to 16.
+        None (the default) decides after the first 4 MiB chunk: 4 connections for
+        layers of 64 MiB or more when that chunk arrived slower than 200 MiB/s (a
+        capped link), else 1.  *progress* is called with (bytes done, total bytes or
+        None).  Only https URLs are followed, or http to a loopback host, unless
+        *allow_http*.
         """
         from . import _download
 

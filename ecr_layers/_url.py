@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -49,6 +50,36 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 def redact_text(text: str) -> str:
     """Return *text* with every URL in it redacted (see `redact_url`)."""
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+
+
+# A secret as it appears outside a whole URL: a bare query ("GET /k?X-Amz-Signature=…"
+# in urllib3's debug log), a SigV4 Authorization header ("Credential=…, Signature=…")
+# or a header dict ("'X-Amz-Security-Token': b'…'") in botocore's.
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)((?:x-amz-)?(?:signature|credential|security-token|token)['\"]?\s*[:=]\s*b?['\"]?)"
+    r"([^'\"&,\s]+)"
+)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts pre-signed URLs' secrets and SigV4 headers.
+
+    botocore's and urllib3's own DEBUG logs print request URLs and headers, which
+    for a pre-signed URL are a bearer credential.  Add this filter to the handlers
+    that may receive them: ``handler.addFilter(ecr_layers.RedactingFilter())``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_secrets(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def redact_secrets(text: str) -> str:
+    """Return *text* with URLs redacted and any signature, credential or token value hidden."""
+    return _SECRET_IN_TEXT.sub(lambda m: f"{m[1]}{_REDACTED}", redact_text(text))
 
 
 def secrets_of(url: str) -> list[str]:

@@ -361,3 +361,30 @@ def assert_no_secret(error: BaseException, *secrets: str) -> None:
             assert secret not in repr(vars(item)), (type(item), vars(item))
             assert secret not in repr(item.args)
             assert secret not in str(item)
+
+
+def test_the_logging_filter_redacts_what_botocore_and_urllib3_log_at_debug(
+    local_ecr: LocalECR, tmp_path: pathlib.Path
+) -> None:
+    import io
+
+    [digest] = local_ecr.push_image("team/app", [os.urandom(1000)])
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ecr_layers.RedactingFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        with local_ecr.client() as client:
+            url = client.get_layer_url("team/app", digest)
+            client.download_layer("team/app", digest, tmp_path)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    logged = stream.getvalue()
+    assert "X-Amz-Signature=REDACTED" in logged  # urllib3 logged the request line
+    signature = url.download_url.split("X-Amz-Signature=")[1].split("&")[0]
+    assert signature not in logged
+    assert "Signature=REDACTED" in logged or "Authorization" not in logged
