@@ -228,3 +228,13 @@ def test_an_unusable_200_is_a_typed_error_not_retried(
         local_ecr.client(retry_policy=FAST).get_layer_url("team/app", digest)
     assert info.value.http_status == 200
     assert local_ecr.stats.count(OP) == 1
+
+
+def test_set_testing_puts_the_previous_setting_back_as_a_context_manager() -> None:
+    assert not ecr_layers.is_testing()
+    with ecr_layers.set_testing(True, attempts=2):
+        assert ecr_layers.is_testing()
+        with ecr_layers.set_testing(False):
+            assert not ecr_layers.is_testing()
+        assert ecr_layers.is_testing()
+    assert not ecr_layers.is_testing()

@@ -41,3 +41,27 @@ try:
     client.download_layer("team/app", "sha256:ab", ".")
 except ecr_layers.DigestMismatch as mismatch:
     assert_type(mismatch.expected, str | None)
+    assert_type(mismatch.repository_name, str)
+    assert_type(mismatch.layer_digest, str)
+except ecr_layers.LayersNotFound as missing:
+    assert_type(missing.repository_name, str)
+    assert_type(missing.layer_digest, str)
+    assert_type(missing.registry_id, str | None)
+except ecr_layers.LayerInaccessible as inaccessible:
+    assert_type(inaccessible.layer_digest, str)
+    assert_type(inaccessible.layer, ecr_layers.LayerRef)
+except ecr_layers.DestinationError as destination:
+    assert_type(destination.errno, int | None)
+    assert_type(destination.layer_digest, str)
+except ecr_layers.ECRError as other:
+    assert_type(other.repository_name, str | None)
+    assert_type(other.retryable, bool)
+    assert_type(other.retry_after, float | None)
+
+with LayerClient(region_name="us-east-1") as scoped:
+    assert_type(scoped, LayerClient)
+    assert_type(scoped.download_retry_policy, RetryPolicy)
+    assert_type(scoped.budget, ecr_layers.RetryBudget)
+scoped.close()
+with ecr_layers.set_testing(True):
+    assert_type(ecr_layers.is_testing(), bool)
