@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 import ecr_layers
-from ecr_layers import _landing, _transfer
+from ecr_layers import _landing
 from ecr_layers.testing import LocalECR
 
 OP = "GetDownloadUrlForLayer"

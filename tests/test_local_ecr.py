@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shlex
 import subprocess
 import sys
 import time
@@ -230,6 +231,21 @@ def test_download_urls_behave_like_s3(ecr: LocalECR) -> None:
     assert ecr.stats.blob_count(digest, status=403) == 2
 
 
+def test_expired_urls_show_in_stats(ecr: LocalECR) -> None:
+    [digest] = ecr.push_image("team/app", [b"x"])
+    client = ecr.client(retry_policy=ecr_layers.RetryPolicy(attempts=1))
+    ecr.faults.expire_next_urls(2)
+    # A refused call hands out no URL, so it leaves the fault for the next one.
+    with pytest.raises(ecr_layers.LayersNotFound):
+        client.get_layer_url("team/app", "sha256:" + "0" * 64)
+    assert ecr.stats.faults("expired_url") == 0
+    urls = [client.get_layer_url("team/app", digest) for _ in range(3)]
+    assert [url.expired() for url in urls] == [True, True, False]
+    assert ecr.stats.faults("expired_url") == ecr.stats.faults() == 2
+    api = [(r.target, r.status, r.fault) for r in ecr.stats.records if r.kind == "api"]
+    assert api[1:] == [(OP, 200, "expired_url")] * 2 + [(OP, 200, None)]
+
+
 def test_url_lifetime_is_configurable() -> None:
     with LocalECR(url_expires=60) as ecr:
         [digest] = ecr.push_image("team/app", [b"x"])
@@ -308,6 +324,28 @@ def test_fail_next_blobs_bandwidth_and_ignore_range(ecr: LocalECR) -> None:
     assert ecr.stats.faults("ignore_range") == 1
 
 
+def test_seed_demo_pushes_an_image_whose_layers_download() -> None:
+    ecr = LocalECR()
+    # Before serving: seeding needs no running endpoint.
+    repository, digests = ecr.seed_demo()
+    with ecr:
+        assert repository == "demo/app"
+        sizes = []
+        for digest in digests:
+            url = ecr.client().get_layer_url(repository, digest).download_url
+            body = urllib3.request("GET", url).data
+            assert digest_of(body) == digest
+            sizes.append(len(body))
+        assert sizes == [64 * 1024, 1024 * 1024, 8 * 1024 * 1024]
+        image = ecr.botocore_client().batch_get_image(
+            repositoryName=repository, imageIds=[{"imageTag": "v1"}]
+        )["images"][0]
+        manifest = json.loads(image["imageManifest"])
+        assert [layer["digest"] for layer in manifest["layers"]] == digests
+        assert ecr.stats.blob_count(status=200) == 3
+    assert len(set(digests)) == 3
+
+
 def test_concurrent_clients(ecr: LocalECR) -> None:
     digests = ecr.push_image("team/app", [os.urandom(1000) for _ in range(40)])
     results = ecr.client().get_layer_urls("team/app", digests, max_workers=16)
@@ -333,19 +371,32 @@ def test_fixture_restores_environment_and_default_client(pytester: pytest.Pytest
         """
         import os
         import ecr_layers
-        from ecr_layers import _client
+        from ecr_layers.testing import LocalECR
 
-        def test_inside(local_ecr):
-            ecr_layers.get_layer_url  # the default client is rebuilt from the environment
+        BEFORE = []
+
+        def test_1_before():
+            # A default client of the test session's own, on another endpoint.
+            with LocalECR() as elsewhere:
+                BEFORE.append(elsewhere.client())
+            ecr_layers.set_default_client(BEFORE[0])
+
+        def test_2_inside(local_ecr):
+            [digest] = local_ecr.push_image("team/app", [b"x"])
+            # The default client is rebuilt from the environment the fixture set.
+            url = ecr_layers.get_layer_url("team/app", digest)
+            assert url.download_url.startswith(local_ecr.endpoint_url)
+            assert local_ecr.stats.count("GetDownloadUrlForLayer") == 1
+            assert ecr_layers.default_client() is not BEFORE[0]
             assert os.environ["AWS_ENDPOINT_URL_ECR"] == local_ecr.endpoint_url
 
-        def test_after():
+        def test_3_after():
             assert "AWS_ENDPOINT_URL_ECR" not in os.environ
-            assert _client._default is None
+            assert ecr_layers.default_client() is BEFORE[0]
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_serve_command_starts_an_endpoint() -> None:
@@ -356,15 +407,25 @@ def test_serve_command_starts_an_endpoint() -> None:
     )
     try:
         assert proc.stdout is not None
-        endpoint = proc.stdout.readline().split()[-1]
-        env = dict(
-            line.strip().removeprefix("export ").split("=", 1)
-            for line in (proc.stdout.readline() for _ in range(5))
-        )
+        # The banner's wording is the CLI's business; its `export` lines are the contract.
+        env: dict[str, str] = {}
+        needed = {
+            "AWS_ENDPOINT_URL_ECR",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        }
+        while not needed <= env.keys():
+            line = proc.stdout.readline()
+            assert line, "serve ended before printing its environment"
+            if line.startswith("export "):
+                [assignment] = shlex.split(line.removeprefix("export "))
+                name, value = assignment.split("=", 1)
+                env[name] = value
         client = boto3.client(
             "ecr",
-            endpoint_url=endpoint,
-            region_name=env["AWS_DEFAULT_REGION"],
+            endpoint_url=env["AWS_ENDPOINT_URL_ECR"],
+            region_name=env["AWS_REGION"],
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         )

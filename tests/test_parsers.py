@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import ecr_layers
 from ecr_layers import _mapping, _transfer
 from ecr_layers._url import expiry_from_url
-from ecr_layers.testing._server import _parse_range
+from ecr_layers.testing._s3 import parse_range as _parse_range
 
 from .strategies import documented_digests
 

@@ -5,6 +5,7 @@ Also a pytest plugin (installed with ecr-layers) whose ``local_ecr`` fixture sta
 one and points the environment and ecr-layers' default client at it.
 """
 
+from ._faults import Failure, Faults, Record, Stats
 from ._oci import digest_of
 from ._push import push_image_via_api, upload_layer_via_api
 from ._server import (
@@ -12,11 +13,7 @@ from ._server import (
     DEFAULT_REGION,
     DEFAULT_REGISTRY_ID,
     DEFAULT_SECRET_ACCESS_KEY,
-    Failure,
-    Faults,
     LocalECR,
-    Record,
-    Stats,
 )
 
 __all__ = [

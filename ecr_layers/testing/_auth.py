@@ -1,12 +1,10 @@
 """
-LocalECR's request authentication (SigV4, verified with botocore's own signer) and
-the HMAC that signs and checks its S3-style pre-signed blob URLs.
+LocalECR's request authentication: SigV4, verified with botocore's own signer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import re
 
@@ -15,7 +13,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-_AMZ_DATE = "%Y%m%dT%H%M%SZ"
+from ._signing import parse_amz_date
+
 _AUTH_HEADER = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*"
     r"SignedHeaders=(?P<signed>[^,\s]+),\s*Signature=(?P<signature>[0-9a-f]+)"
@@ -77,7 +76,7 @@ def verify_sigv4(
         )
     amz_date = headers.get("x-amz-date", "")
     try:
-        signed_at = dt.datetime.strptime(amz_date, _AMZ_DATE).replace(tzinfo=dt.UTC)
+        signed_at = parse_amz_date(amz_date)
     except ValueError:
         raise AuthFailure(
             "IncompleteSignature", "X-Amz-Date is missing or malformed.", 400
@@ -103,9 +102,3 @@ def verify_sigv4(
             "The request signature we calculated does not match the signature you provided.",
             400,
         )
-
-
-def url_signature(key: bytes, path: str, amz_date: str, expires: str, credential: str) -> str:
-    """Return the HMAC-SHA256 that signs a blob URL's path and validity."""
-    message = "\n".join(("GET", path, amz_date, expires, credential)).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()

@@ -1,21 +1,20 @@
 """
 LocalECR's registry state and the semantics of each operation, without HTTP.
 
-Every operation takes the request's JSON object and returns the response's, or
-raises `ServiceError` with the code and status the real service documents.
+Every operation takes the request as `._shapes.read_request` returns it (members of
+the modeled types, required ones present, blobs decoded) and returns the response's
+JSON object, or raises `ServiceError` with the code and status the real service
+documents.  `._operations` lists which of them LocalECR serves.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import os
-import pathlib
-import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -23,6 +22,7 @@ import attrs
 from ecr_layers._exceptions import InvalidParameter
 from ecr_layers._validation import Validator, rules_from_model
 
+from ._blobs import BlobStore
 from ._oci import LAYER_TYPE, MANIFEST_TYPE, digest_of, push_with
 
 _PART_SIZE = 10 * 1024 * 1024
@@ -51,61 +51,6 @@ class _Repository:
     uploads: dict[str, bytearray] = attrs.Factory(dict)
     # digests that some image's manifest references (config and layers)
     referenced: set[str] = attrs.Factory(set)
-
-
-class BlobStore:
-    """Blob bytes by digest: in memory, or as files in a directory."""
-
-    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
-        self._memory: dict[str, bytes] = {}
-        self._dir = pathlib.Path(directory) if directory is not None else None
-        if self._dir is not None:
-            self._dir.mkdir(parents=True, exist_ok=True)
-
-    def put(self, digest: str, data: bytes) -> None:
-        if self._dir is None:
-            self._memory[digest] = bytes(data)
-            return
-        path = self._path(digest)
-        if path.exists():
-            return
-        # Write then rename, so a reader never sees half a blob.
-        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".blob-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-
-    def has(self, digest: str) -> bool:
-        if self._dir is None:
-            return digest in self._memory
-        return self._path(digest).exists()
-
-    def size(self, digest: str) -> int:
-        if self._dir is None:
-            return len(self._memory[digest])
-        return self._path(digest).stat().st_size
-
-    def read(self, digest: str, start: int, end: int, chunk: int) -> Iterator[bytes | memoryview]:
-        """Yield bytes ``start`` to ``end`` (exclusive) in pieces of at most *chunk*."""
-        if self._dir is None:
-            view = memoryview(self._memory[digest])
-            for offset in range(start, end, chunk):
-                yield view[offset : min(offset + chunk, end)]
-            return
-        with self._path(digest).open("rb") as f:
-            f.seek(start)
-            left = end - start
-            while left > 0:
-                data = f.read(min(chunk, left))
-                if not data:
-                    return
-                left -= len(data)
-                yield data
-
-    def _path(self, digest: str) -> pathlib.Path:
-        assert self._dir is not None
-        # Digests reaching here were computed by the store, so they are safe names.
-        return self._dir / digest.replace(":", "-")
 
 
 @attrs.define
@@ -216,7 +161,7 @@ class Registry:
         return {"uploadId": upload_id, "partSize": _PART_SIZE}
 
     def UploadLayerPart(self, request: dict[str, Any]) -> dict[str, Any]:
-        blob = base64.b64decode(request.get("layerPartBlob", ""))
+        blob: bytes = request["layerPartBlob"]  # decoded from base64 by the request reader
         first, last = request.get("partFirstByte"), request.get("partLastByte")
         with self._lock:
             buffer = self._upload(request)
@@ -270,6 +215,8 @@ class Registry:
         try:
             manifest = json.loads(text)
             wanted = [manifest["config"]["digest"]] + [d["digest"] for d in manifest["layers"]]
+            if not all(isinstance(digest, str) for digest in wanted):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
             raise ServiceError(
                 "InvalidParameterException", "The image manifest is not a valid image manifest."
@@ -361,10 +308,9 @@ class Registry:
         # The server enforces the same model rules as the library, so a client that
         # skips local checks still meets the documented InvalidParameterException.
         if self._validator is None:
-            import botocore.session
+            from ._shapes import service_model
 
-            model = botocore.session.get_session().get_service_model("ecr")
-            self._validator = rules_from_model(model)
+            self._validator = rules_from_model(service_model())
         for field in fields or ("repositoryName", "layerDigest", "registryId"):
             if field in request or field != "registryId":
                 try:
