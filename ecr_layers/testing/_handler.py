@@ -248,7 +248,7 @@ class Handler(BaseHTTPRequestHandler):
             record(404)
             self._s3_error(404, "NoSuchKey", "The specified key does not exist.")
             return
-        refused = ecr.check_url(path, dict(parse_qsl(parts.query)))
+        refused = ecr._check_url(path, dict(parse_qsl(parts.query)))
         if refused is not None:
             record(refused[0])
             self._s3_error(*refused)

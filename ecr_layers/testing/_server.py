@@ -210,6 +210,6 @@ class LocalECR:
             signed_at=signed_at,
         )
 
-    def check_url(self, path: str, query: dict[str, str]) -> tuple[int, str, str] | None:
+    def _check_url(self, path: str, query: dict[str, str]) -> tuple[int, str, str] | None:
         """Return (status, S3 code, message) if the blob URL may not be used."""
         return _signing.check(self._url_key, path, query)
