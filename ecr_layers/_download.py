@@ -93,6 +93,8 @@ class Job:
     _refreshes: int = 0
     _failure: ECRError | None = None
     _open: set[Any] = attrs.Factory(set)
+    # Not _lock: that one is held through a URL renewal, and cancel must not wait for it.
+    _open_lock: threading.Lock = attrs.Factory(threading.Lock)
 
     def url(self) -> LayerUrl:
         """Return a usable URL, renewing it once for every worker that finds it stale."""
@@ -167,7 +169,8 @@ class Job:
         except (urllib3.exceptions.HTTPError, *_READ_ERRORS) as exc:
             raise _mapping.from_transport_error(exc, self.layer, url.download_url) from exc
         if response.status in (200, 206):
-            self._open.add(response)
+            with self._open_lock:
+                self._open.add(response)
             return response, url.download_url
         try:
             body = response.read(64 * 1024)
@@ -184,7 +187,8 @@ class Job:
 
     def done(self, response: urllib3.BaseHTTPResponse, *, whole: bool) -> None:
         """Give the connection back to the pool, or close it if its body was not all read."""
-        self._open.discard(response)
+        with self._open_lock:
+            self._open.discard(response)
         if not whole:
             response.close()
         response.release_conn()
@@ -192,7 +196,9 @@ class Job:
     def cancel(self) -> None:
         """Stop every worker now: flag them, and wake the ones blocked in a read."""
         self.cancelled.set()
-        for response in list(self._open):
+        with self._open_lock:
+            responses = list(self._open)
+        for response in responses:
             sock = getattr(getattr(response, "connection", None), "sock", None)
             if sock is not None:
                 with contextlib.suppress(OSError):

@@ -156,13 +156,21 @@ class Sink:
         self.done = 0
         self.total: int | None = None
         self._written = self._flushed = 0
-        self.error: OSError | None = None
+        #: What stopped the writer: the file system's error (or, for a bug, any other).
+        self.error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="ecr-layers-sink", daemon=True)
         self._thread.start()
 
     def take(self) -> bytearray:
         """Return a free buffer of `BUFFER_SIZE` bytes to read into."""
-        return self._free.get()
+        while True:
+            try:
+                return self._free.get(timeout=1.0)
+            except queue.Empty:
+                # The writer hands every buffer back, even after an error; only a
+                # writer that is gone for good can keep one, and then waiting is wrong.
+                if not self._thread.is_alive():
+                    raise self.error or RuntimeError("the writer thread stopped") from None
 
     def give(self, buffer: bytearray, length: int, *, ring: bool = True) -> None:
         """Hand over the first *length* bytes of *buffer*; never touch it again.
@@ -206,10 +214,10 @@ class Sink:
                 continue
             view = memoryview(buffer)[:length]
             if self.error is None:
-                self._hash.update(view)
                 try:
+                    self._hash.update(view)
                     self._write(view)
-                except OSError as exc:
+                except Exception as exc:  # handed to the reader, and raised there
                     self.error = exc
             view.release()
             if ring:
