@@ -39,7 +39,6 @@ from ._exceptions import (
 from ._landing import Landing, resolve_destination
 from ._retry import RetryBudget, RetryPolicy, call
 from ._transfer import (
-    BUFFER_SIZE,
     MAX_CONNECTIONS,
     MAX_DIGEST_LENGTH,
     Pace,
@@ -399,7 +398,7 @@ def _stream(job: Job, sink: Sink, end: int | None, forward: _Forward) -> int | N
                 _read(job, reader, memoryview(buffer), url)
             finally:
                 sink.give(buffer, reader.count)  # what arrived is kept, whatever came next
-            if reader.count < BUFFER_SIZE:
+            if reader.count < len(buffer):
                 break
         expected = end if end is not None and response.status == 206 else total
         if expected is not None and sink.done < min(expected, total or expected):

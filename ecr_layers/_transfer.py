@@ -133,13 +133,18 @@ class Pace:
             self._since, self._count = now, 0
 
 
-class Sink:
-    """Hashes and writes received bytes, in order, on a thread of its own.
+# (buffer, length, back to the ring?); a None buffer is a restart; None is the end.
+_Item = tuple[bytearray | None, int, bool] | None
 
-    hashlib and file writes release the GIL, so they overlap the socket reads.  The
-    reader fills buffers from a small ring (`take`) and hands them over (`give`);
-    the thread hands each back once hashed and written, so nothing is allocated or
-    copied per read and memory stays at the ring's size.
+
+class Sink:
+    """Hashes, then writes, received bytes in order: two stages, each on a thread.
+
+    hashlib and file writes release the GIL, so hashing one buffer overlaps writing
+    the one before and reading the one after.  The reader fills buffers from a small
+    ring (`take`) and hands them over (`give`); the writer hands each back once it is
+    hashed and written, so nothing is allocated or copied per read, and memory stays
+    at the ring's size.
     """
 
     def __init__(self, fd: int, algorithm: str, progress: Progress | None) -> None:
@@ -150,16 +155,20 @@ class Sink:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(RING):
             self._free.put(bytearray(BUFFER_SIZE))
-        # (buffer, length, back to the ring?); (None, 0, False) is a restart; None the end.
-        self._work: queue.Queue[tuple[bytearray | None, int, bool] | None] = queue.Queue(RING)
+        self._to_hash: queue.Queue[_Item] = queue.Queue(RING)
+        self._to_write: queue.Queue[_Item] = queue.Queue(RING)
         #: Bytes handed over, in order: the verified-in-order offset of the download.
         self.done = 0
         self.total: int | None = None
         self._written = self._flushed = 0
         #: What stopped the writer: the file system's error (or, for a bug, any other).
         self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="ecr-layers-sink", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._hashing, name="ecr-layers-hash", daemon=True),
+            threading.Thread(target=self._writing, name="ecr-layers-write", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def take(self) -> bytearray:
         """Return a free buffer of `BUFFER_SIZE` bytes to read into."""
@@ -168,8 +177,8 @@ class Sink:
                 return self._free.get(timeout=1.0)
             except queue.Empty:
                 # The writer hands every buffer back, even after an error; only a
-                # writer that is gone for good can keep one, and then waiting is wrong.
-                if not self._thread.is_alive():
+                # stage that is gone for good can keep one, and then waiting is wrong.
+                if not all(thread.is_alive() for thread in self._threads):
                     raise self.error or RuntimeError("the writer thread stopped") from None
 
     def give(self, buffer: bytearray, length: int, *, ring: bool = True) -> None:
@@ -184,42 +193,54 @@ class Sink:
             if ring:
                 self._free.put(buffer)
             return
-        self._work.put((buffer, length, ring))
+        self._to_hash.put((buffer, length, ring))
         self.done += length
         if self._progress is not None:
             self._progress(self.done, self.total)
 
     def restart(self) -> None:
         """Throw away everything so far (the server ignored a Range): start from byte 0."""
-        self._work.put((None, 0, False))
+        self._to_hash.put((None, 0, False))
         self.done = 0
 
     def hexdigest(self) -> str:
-        """Wait for every buffer to be written; return the hash, or raise the write error."""
+        """Wait for every buffer to be hashed and written; return the hash, or raise the
+        write error."""
         self.close()
         if self.error is not None:
             raise self.error
         return str(self._hash.hexdigest())
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._work.put(None)
-            self._thread.join()
+        if self._threads[0].is_alive():
+            self._to_hash.put(None)
+        for thread in self._threads:
+            thread.join()
 
-    def _run(self) -> None:
-        while (item := self._work.get()) is not None:
-            buffer, length, ring = item
+    def _hashing(self) -> None:
+        while (item := self._to_hash.get()) is not None:
+            buffer, length, _ = item
             if buffer is None:
-                self._reset()
-                continue
-            view = memoryview(buffer)[:length]
-            if self.error is None:
+                self._hash = hashlib.new(self._algorithm)
+            elif self.error is None:
                 try:
-                    self._hash.update(view)
-                    self._write(view)
+                    self._hash.update(memoryview(buffer)[:length])
                 except Exception as exc:  # handed to the reader, and raised there
                     self.error = exc
-            view.release()
+            self._to_write.put(item)
+        self._to_write.put(None)
+
+    def _writing(self) -> None:
+        while (item := self._to_write.get()) is not None:
+            buffer, length, ring = item
+            if buffer is None:
+                self._truncate()
+                continue
+            if self.error is None:
+                try:
+                    self._write(memoryview(buffer)[:length])
+                except Exception as exc:  # handed to the reader, and raised there
+                    self.error = exc
             if ring:
                 self._free.put(buffer)
 
@@ -236,12 +257,11 @@ class Sink:
                 _FADVISE(self._fd, self._flushed, self._written - self._flushed, _DONTNEED)
             self._flushed = self._written
 
-    def _reset(self) -> None:
+    def _truncate(self) -> None:
         if self.error is None:
             try:
                 os.lseek(self._fd, 0, os.SEEK_SET)
                 os.ftruncate(self._fd, 0)
             except OSError as exc:
                 self.error = exc
-        self._hash = hashlib.new(self._algorithm)
         self._written = self._flushed = 0
