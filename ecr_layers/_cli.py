@@ -1,37 +1,82 @@
 """
 The ``ecr-layers`` command line: ``url``, ``download``, ``serve`` and ``demo``.
 
-Errors print one line (class, code, message, request id) with no traceback and no
-URL secret, and exit with a code per kind of failure (see `EXIT_CODES`).
+Every failure prints one line on stderr and exits with the status `EXIT_CODES` gives
+for its kind.  The line never carries a URL's secrets (`redact_url`) nor a control
+character (a server's text could hold terminal escapes).  Only an unexpected
+exception, a bug, exits 1, naming its class but not its message (which may hold a
+URL); ``ECR_LAYERS_DEBUG=1`` adds its traceback.  The options and help text are
+`ecr_layers._cli_parser`'s; this module runs the command the parser names.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
+import os
 import re
+import shlex
+import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from ._cli_parser import PARALLEL_MAX, PARALLEL_MIN, UsageError
+from ._cli_parser import build_parser as _parser
 from ._exceptions import (
     AccessDenied,
+    ConfigurationError,
     CredentialsError,
+    DestinationError,
+    DigestMismatch,
     DownloadError,
     ECRError,
     InvalidParameter,
+    InvalidResponse,
     LayerInaccessible,
     LayersNotFound,
     RepositoryNotFound,
     TransientError,
     UnableToGetUpstreamLayer,
+    UnknownError,
+    UnsupportedDigest,
 )
 from ._url import redact_url
 
-#: Exit status per kind of failure, most specific first.  Documented in the README.
-EXIT_CODES: tuple[tuple[type[ECRError], int], ...] = (
+if TYPE_CHECKING:
+    from ._client import LayerClient
+    from .testing import LocalECR
+
+# What the entry point, the parser's help and the tests take from here; the parser's
+# names are re-exported so that the command line has one module to import.
+__all__ = [
+    "DEBUG_ENV",
+    "EXIT_CODES",
+    "MEANINGS",
+    "PARALLEL_MAX",
+    "PARALLEL_MIN",
+    "UsageError",
+    "_parser",
+    "error_line",
+    "exit_code",
+    "main",
+    "printable",
+]
+
+
+#: Exit status per kind of failure, most specific first (a test holds it to that order,
+#: and the README's table and ``--help`` to its contents).  0 is success; anything
+#: not listed is a bug in ecr-layers and exits 1.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (UsageError, 2),
     (InvalidParameter, 2),
+    (UnsupportedDigest, 2),
+    (ConfigurationError, 2),
+    (DigestMismatch, 6),
+    (DestinationError, 7),
     (LayersNotFound, 3),
     (LayerInaccessible, 3),
     (RepositoryNotFound, 3),
@@ -39,41 +84,110 @@ EXIT_CODES: tuple[tuple[type[ECRError], int], ...] = (
     (AccessDenied, 4),
     (CredentialsError, 4),
     (TransientError, 5),
-    (DownloadError, 6),
-    (ECRError, 1),
+    (DownloadError, 5),
+    (InvalidResponse, 5),
+    (UnknownError, 5),
+    (OSError, 7),
+    (KeyboardInterrupt, 130),
 )
 
-_URL = re.compile(r"https?://[^\s'\"<>]+")
+#: What each exit status means, as ``--help`` shows it.
+MEANINGS: dict[int, str] = {
+    0: "success",
+    1: "a bug in ecr-layers (an unexpected exception)",
+    2: "bad input or configuration",
+    3: "layer or repository not found, or inaccessible",
+    4: "credentials missing or refused, or access denied",
+    5: "transient, server or download-host failure (after retries)",
+    6: "the download failed verification",
+    7: "local file-system error (destination, disk full, port in use)",
+    130: "interrupted (Ctrl-C)",
+}
+
+#: Set to anything but "" or "0", it adds a bug's traceback to its one line.
+DEBUG_ENV = "ECR_LAYERS_DEBUG"
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a
+# terminal shows: nothing a server or a file name sends reaches the screen raw.
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+"
+)
+_MAX_LINE = 1000
 
 
-def exit_code(exc: ECRError) -> int:
-    """Return the documented exit status for *exc*."""
-    return next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+def exit_code(exc: BaseException) -> int:
+    """Return the documented exit status for *exc*: 1 for anything `EXIT_CODES` lacks."""
+    return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), 1)
 
 
-def error_line(exc: ECRError) -> str:
-    """Return the one line the CLI prints for *exc*, with any URL redacted."""
-    message = _URL.sub(lambda m: redact_url(m.group()), exc.message or "(no message)")
-    line = f"ecr-layers: {type(exc).__name__} ({exc.code}): {message}"
-    if exc.request_id:
-        line += f" [request id {exc.request_id}]"
-    return line
+def printable(text: str) -> str:
+    """Return *text* on one line, without control characters, and with URLs redacted."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    # Redacted after stripping, so that no control character can hide a URL from the regex.
+    return _URL.sub(lambda m: redact_url(m.group()), text)
+
+
+def error_line(exc: BaseException) -> str:
+    """Return the one line the command line prints for *exc*."""
+    if isinstance(exc, ECRError):
+        name = type(exc).__name__
+        code = f" ({exc.code})" if exc.code and exc.code != name else ""
+        line = f"ecr-layers: {name}{code}: {exc.message or '(no message)'}"
+        if isinstance(exc, UnsupportedDigest):
+            line = line.replace("verify=False", "--no-verify")  # the Python API's spelling
+            if "--no-verify" not in line:
+                line += "; add --no-verify to download it without verification"
+        if exc.request_id:
+            line += f" [request id {exc.request_id}]"
+    elif isinstance(exc, UsageError):
+        line = str(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        line = "ecr-layers: interrupted"
+    elif isinstance(exc, OSError):
+        line = _os_error_line(exc)
+    else:
+        # The message is not shown: it may quote a URL with its signature.
+        line = (
+            f"ecr-layers: internal error {type(exc).__name__}: this is a bug in ecr-layers, "
+            f"please report it; rerun with {DEBUG_ENV}=1 for a traceback"
+        )
+    line = printable(line)
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 1] + "…"
+
+
+def _os_error_line(exc: OSError) -> str:
+    code = f" ({errno.errorcode.get(exc.errno, exc.errno)})" if exc.errno is not None else ""
+    parts = [*getattr(exc, "__notes__", ()), exc.strerror or str(exc) or "(no message)"]
+    if exc.filename is not None:
+        parts.append(repr(os.fsdecode(exc.filename)))
+    return f"ecr-layers: {type(exc).__name__}{code}: {': '.join(parts)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = _parser().parse_args(argv)
-    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return command(args)
-    except ECRError as exc:
-        print(error_line(exc), file=sys.stderr)
+        args = _parser().parse_args(argv)
+        return _COMMANDS[args.command](args)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, BrokenPipeError):
+            # Whoever read stdout has gone; nothing more can reach it, not even at exit.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if _debugging():
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        print(error_line(exc), file=sys.stderr, flush=True)
         return exit_code(exc)
-    except KeyboardInterrupt:
-        return 130
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _client(args: argparse.Namespace) -> LayerClient:
     from ._client import LayerClient
 
     return LayerClient(
@@ -82,7 +196,8 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _cmd_url(args: argparse.Namespace) -> int:
-    url = _client(args).get_layer_url(args.repository, args.digest, registry_id=args.registry_id)
+    with _client(args) as client:
+        url = client.get_layer_url(args.repository, args.digest, registry_id=args.registry_id)
     if args.json:
         expires = url.expires_at.isoformat() if url.expires_at else None
         doc = {
@@ -90,29 +205,31 @@ def _cmd_url(args: argparse.Namespace) -> int:
             "layerDigest": url.layer_digest,
             "expiresAt": expires,
         }
-        print(json.dumps(doc))
+        print(json.dumps(doc))  # ensure_ascii: control characters come out escaped
     else:
-        print(url.download_url)
+        # Printing the URL, secrets and all, is this command's purpose; only what a
+        # terminal would act on is taken out.
+        print(_CONTROL.sub("", url.download_url))
     return 0
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    client = _client(args)
     destination = args.output if args.output is not None else "."
-    bar = _progress_bar(quiet=args.quiet, stream=sys.stderr)
-    try:
-        path = client.download_layer(
-            args.repository,
-            args.digest,
-            destination,
-            registry_id=args.registry_id,
-            progress=bar.update if bar is not None else None,
-            parallel=args.parallel,
-            verify=not args.no_verify,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+    with _client(args) as client:
+        bar = _progress_bar(quiet=args.quiet, stream=sys.stderr)
+        try:
+            path = client.download_layer(
+                args.repository,
+                args.digest,
+                destination,
+                registry_id=args.registry_id,
+                progress=bar.update if bar is not None else None,
+                parallel=args.parallel,
+                verify=not args.no_verify,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
     if not args.quiet:
         print(path)
     return 0
@@ -150,16 +267,49 @@ def _progress_bar(*, quiet: bool, stream: TextIO) -> _Bar | None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .testing import LocalECR
 
-    ecr = LocalECR(host=args.host, port=args.port, storage_dir=args.storage_dir)
+    try:
+        ecr = LocalECR(host=args.host, port=args.port, storage_dir=args.storage_dir)
+    except socket.gaierror as exc:
+        raise UsageError(
+            f"ecr-layers serve: error: argument --host: cannot listen on {args.host!r}: "
+            f"{exc.strerror}"
+        ) from exc
+    except OSError as exc:
+        if exc.filename is None:
+            exc.add_note(f"cannot listen on {args.host}:{args.port}")
+        else:
+            exc.add_note("cannot use --storage-dir")
+        raise
     if args.latency:
         ecr.faults.add_latency(args.latency)
     ecr.faults.bandwidth = args.bandwidth
-    print(f"LocalECR serving on {ecr.endpoint_url}", flush=True)
-    for name, value in ecr.env().items():
-        print(f"export {name}={value}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        ecr.serve_forever()
+    # Ctrl-C is how serve is meant to end, whenever it comes: exit 0.
+    with contextlib.suppress(KeyboardInterrupt), ecr:
+        _print_banner(ecr, ecr.seed_demo() if args.seed else None)
+        while True:
+            time.sleep(3600)
     return 0
+
+
+def _print_banner(ecr: LocalECR, seeded: tuple[str, list[str]] | None) -> None:
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+
+    say(f"# LocalECR serving on {ecr.endpoint_url}, region {ecr.region_name}; Ctrl-C stops it.")
+    say("# To use it from another shell, paste these lines (LocalECR's fixed test")
+    say("# credentials, not secrets; requests signed with any others are refused):")
+    for name, value in ecr.env().items():
+        say(f"export {name}={shlex.quote(value)}")
+    if seeded is None:
+        say("# (serve --seed also pushes a demo image to try `ecr-layers url` and `download` on)")
+        return
+    repository, digests = seeded
+    say(f"# Seeded repository {repository} with {len(digests)} layers:")
+    for digest in digests:
+        say(f"#   {digest}")
+    say("# Then try:")
+    say(f"ecr-layers url {shlex.quote(repository)} {digests[0]}")
+    say(f"ecr-layers download {shlex.quote(repository)} {digests[-1]} -o .")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -168,46 +318,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run(quiet=args.quiet)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecr-layers",
-        description="Get, and safely download, Amazon ECR image layers.",
-        epilog="Exit status: 0 ok, 2 bad input, 3 not found or inaccessible, "
-        "4 credentials or access, 5 transient or server error, 6 download failed "
-        "verification, 1 any other error.",
-    )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--endpoint-url", help="ECR endpoint (default: the AWS configuration)")
-    common.add_argument("--region", help="AWS region")
-    common.add_argument("--profile", help="AWS profile from the shared configuration")
-    common.add_argument("--registry-id", help="12-digit registry (account) id")
-
-    url = sub.add_parser("url", parents=[common], help="print a layer's pre-signed download URL")
-    url.add_argument("repository")
-    url.add_argument("digest")
-    url.add_argument("--json", action="store_true", help="print a JSON object")
-    url.set_defaults(func=_cmd_url)
-
-    dl = sub.add_parser("download", parents=[common], help="download and verify a layer")
-    dl.add_argument("repository")
-    dl.add_argument("digest")
-    dl.add_argument("-o", "--output", help="file or directory (default: current directory)")
-    dl.add_argument("--parallel", type=int, default=None, help="connections for ranged download")
-    dl.add_argument("--no-verify", action="store_true", help="skip digest verification")
-    dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no output")
-    dl.set_defaults(func=_cmd_download)
-
-    serve = sub.add_parser("serve", help="run a LocalECR endpoint until interrupted")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="port (default: any free one)")
-    serve.add_argument("--storage-dir", help="keep layers in this directory, not memory")
-    serve.add_argument("--latency", type=float, default=0.0, help="seconds added to each API call")
-    serve.add_argument("--bandwidth", type=int, help="bytes per second per download connection")
-    serve.set_defaults(func=_cmd_serve)
-
-    demo = sub.add_parser("demo", help="push, look up, download and verify on a LocalECR")
-    demo.add_argument("-q", "--quiet", action="store_true")
-    demo.set_defaults(func=_cmd_demo)
-    return parser
+#: What runs for each command `build_parser` accepts.
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "url": _cmd_url,
+    "download": _cmd_download,
+    "serve": _cmd_serve,
+    "demo": _cmd_demo,
+}

@@ -1,0 +1,236 @@
+"""``ecr-layers serve`` and ``ecr-layers demo``: what a newcomer sees, and their failures."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import queue
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from ecr_layers import _cli, _demo
+from ecr_layers.testing import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, LocalECR
+
+from .test_cli import code_of, never_serve, one_line
+
+# -- serve: failures ------------------------------------------------------------------
+
+
+def test_serve_on_a_port_in_use_is_a_local_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        status = _cli.main(["serve", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert status == code_of("OSError") == 7
+    line = one_line(err)
+    assert "EADDRINUSE" in line
+    assert f"127.0.0.1:{port}" in line
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_serve_on_an_impossible_port_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    never_serve(monkeypatch)
+    status = _cli.main(["serve", "--port", port])
+    assert status == code_of("UsageError") == 2
+    assert "--port" in one_line(capsys.readouterr().err)
+
+
+def test_serve_on_an_unusable_host_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # An IPv6 literal for an IPv4 server fails in getaddrinfo, without asking any DNS.
+    status = _cli.main(["serve", "--host", "::1"])
+    assert status == 2
+    assert "--host" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("storage", ["/proc/x", "a file"])
+def test_serve_with_an_unusable_storage_dir_is_a_local_error(
+    tmp_path: pathlib.Path, storage: str
+) -> None:
+    if storage == "/proc/x" and not pathlib.Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this system")
+    if storage == "a file":
+        (tmp_path / "file").write_bytes(b"")
+        storage = str(tmp_path / "file")
+    # In a child process: the listening socket it had already opened goes with it.
+    out = subprocess.run(
+        [sys.executable, "-m", "ecr_layers", "serve", "--storage-dir", storage],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == code_of("OSError") == 7
+    assert "--storage-dir" in one_line(out.stderr)
+    assert out.stdout == ""
+
+
+# -- serve: what it prints, and that it works at once -----------------------------------
+
+
+@pytest.fixture
+def served(tmp_path: pathlib.Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """``ecr-layers serve --seed`` in a child process, and its banner's lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecr_layers", "serve", "--seed", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    received: queue.Queue[str] = queue.Queue()
+    # A thread reads, so that a banner that never ends fails the test instead of hanging it.
+
+    def read() -> None:
+        for line in stdout:
+            received.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("ecr-layers download ")):  # the banner's last
+        try:
+            lines.append(received.get(timeout=30).rstrip("\n"))
+        except queue.Empty:
+            proc.kill()
+            pytest.fail(f"serve printed no complete banner: {lines}")
+    try:
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        reader.join(10)  # ends at EOF; then the pipes can close under nobody
+        stdout.close()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_serve_prints_endpoint_region_and_credentials(
+    served: tuple[subprocess.Popen[str], list[str]],
+) -> None:
+    proc, lines = served
+    exports = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in lines
+        if line.startswith("export ")
+    )
+    assert exports["AWS_ACCESS_KEY_ID"] == DEFAULT_ACCESS_KEY_ID
+    assert exports["AWS_SECRET_ACCESS_KEY"] == DEFAULT_SECRET_ACCESS_KEY
+    assert exports["AWS_DEFAULT_REGION"] == exports["AWS_REGION"]
+    endpoint = exports["AWS_ENDPOINT_URL_ECR"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", endpoint)
+    assert endpoint in lines[0]
+    assert exports["AWS_REGION"] in lines[0]
+    # Ctrl-C is how serve is meant to end.
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    assert proc.stderr is not None
+    assert proc.stderr.read() == ""
+
+
+def test_serve_seed_prints_commands_that_work_as_pasted(
+    served: tuple[subprocess.Popen[str], list[str]], tmp_path: pathlib.Path
+) -> None:
+    _, lines = served
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    digests = re.findall(r"^#\s+(sha256:[0-9a-f]{64})$", "\n".join(lines), re.MULTILINE)
+    assert len(digests) >= 2
+    assert any("demo/app" in line for line in lines if line.startswith("#"))
+    # Exactly what a newcomer would paste: the export lines, then the examples.
+    script = "\n".join(line for line in lines if not line.startswith("#"))
+    commands = [line for line in lines if line.startswith("ecr-layers ")]
+    assert [c.split()[1] for c in commands] == ["url", "download"]
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "ecr-layers").write_text(
+        f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ecr_layers "$@"\n'
+    )
+    (shim / "ecr-layers").chmod(0o755)
+    env["PATH"] = f"{shim}{os.pathsep}{env.get('PATH', '')}"
+    work = tmp_path / "work"
+    work.mkdir()
+    out = subprocess.run(
+        ["sh", "-ec", script], capture_output=True, text=True, env=env, cwd=work, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    url, path = out.stdout.splitlines()
+    assert url.startswith("http://127.0.0.1:")
+    downloaded = work / pathlib.Path(path).name
+    assert downloaded.is_file()
+    assert downloaded.name == digests[-1].replace(":", "-")
+
+
+# -- demo -----------------------------------------------------------------------------
+
+
+def test_demo_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ecr_layers", "demo"], capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    assert "verified" in out.stdout
+    assert "caught LayersNotFound" in out.stdout
+    assert "caught LayerInaccessible" in out.stdout
+    assert "X-Amz-Signature" not in out.stdout
+
+
+def test_demo_quiet_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli.main(["demo", "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_demo_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _demo.run() == 0
+    out = capsys.readouterr().out
+    # Column headings over the layer table.
+    assert re.search(r"LAYER\s+BYTES\s+SHA-256\s+TIME\s+BLOB REQUESTS\s+URL EXPIRES", out)
+    # What input caused each caught error, right above it.
+    assert re.search(r"input: an unknown digest.*all zeros.*\n\s+caught LayersNotFound", out)
+    assert re.search(r"input: .*no image references it.*\n\s+caught LayerInaccessible", out)
+
+
+def test_the_demos_stated_counts_are_the_servers(
+    local_ecr: LocalECR, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _demo.run(ecr=local_ecr) == 0
+    out = capsys.readouterr().out
+    lookups = re.search(
+        r"(\d+) GetDownloadUrlForLayer = (\d+) by get_layer_url.*\n\s+\+ (\d+) inside "
+        r"download_layer.*\n\s+\+ (\d+) for the errors",
+        out,
+    )
+    assert lookups is not None, out
+    total, *parts = map(int, lookups.groups())
+    assert total == local_ecr.stats.count("GetDownloadUrlForLayer")
+    assert total == sum(parts)
+    assert parts[-1] == 2  # the two error demonstrations
+    blobs = re.search(r"(\d+) blob downloads = ([\d +]+),", out)
+    assert blobs is not None, out
+    per_layer = [int(n) for n in blobs[2].split("+")]
+    assert int(blobs[1]) == local_ecr.stats.blob_count() == sum(per_layer)
+    # And the table's column says the same, row by row.
+    rows = re.findall(r"^\s+sha256:\S+\s+[\d,]+\s+verified\s+[\d.]+ ms\s+(\d+)\s", out, re.M)
+    assert [int(n) for n in rows] == per_layer
+    assert len(per_layer) == parts[0]  # one get_layer_url per layer
+
+
+def test_the_demo_notices_a_retry(local_ecr: LocalECR, capsys: pytest.CaptureFixture[str]) -> None:
+    # If a lookup is retried, the stated count must not pretend the demo asked for it.
+    local_ecr.faults.fail_next("GetDownloadUrlForLayer", 1)
+    assert _demo.run(ecr=local_ecr) == 0
+    out = capsys.readouterr().out
+    assert "GetDownloadUrlForLayer ≠" in out
+    assert "1 more than the demo asked for" in out
