@@ -6,9 +6,9 @@ Validated inputs, one typed exception per documented error, one retry layer.
 
 import logging
 
-from ._client import (
-    BOTOCORE_CONFIG,
-    LayerClient,
+from ._botocore import BOTOCORE_CONFIG
+from ._client import LayerClient
+from ._default import (
     default_client,
     download_layer,
     get_layer_url,

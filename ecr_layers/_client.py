@@ -1,5 +1,5 @@
 """
-`LayerClient`, the process-wide default client, and the module-level `get_layer_url`.
+`LayerClient`: validated inputs, typed errors, one retry layer, verified downloads.
 """
 
 from __future__ import annotations
@@ -7,18 +7,18 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
-import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from botocore import exceptions as bce
 from botocore.config import Config
 
 from . import _mapping, _retry
+from ._botocore import make_client, policy_for_own_client
 from ._exceptions import ConfigurationError, ECRError, InvalidResponse, LayerRef
 from ._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy
-from ._url import LayerUrl, check_endpoint_url, expiry_from_url, redact_url
+from ._url import LayerUrl, expiry_from_url, redact_url
 from ._validation import Validator, rules_from_model
 
 if TYPE_CHECKING:
@@ -26,29 +26,6 @@ if TYPE_CHECKING:
     import botocore.session
     import urllib3
     from types_boto3_ecr.client import ECRClient
-
-#: botocore's own retries off: tenacity is the only retry layer, so a persistent
-#: ServerException costs exactly RetryPolicy.attempts requests, not attempts x 3.
-_OUR_RETRIES: Any = {"mode": "standard", "total_max_attempts": 1}
-
-#: What a client built here starts from.  The call is tiny, so short timeouts; the
-#: pool is sized for `get_layer_urls`' worker threads.
-BOTOCORE_CONFIG = Config(
-    retries=_OUR_RETRIES,
-    connect_timeout=5,
-    read_timeout=20,
-    max_pool_connections=32,
-)
-
-
-def botocore_attempts(client: Any) -> int:
-    """Return how many tries botocore itself makes per call on *client*."""
-    retries = client.meta.config.retries or {}
-    if "total_max_attempts" in retries:
-        return int(retries["total_max_attempts"])
-    if "max_attempts" in retries:
-        return int(retries["max_attempts"]) + 1
-    return 5 if retries.get("mode", "legacy") == "legacy" else 3
 
 
 @attrs.define(init=False, repr=False)
@@ -114,10 +91,10 @@ class LayerClient:
                 raise ConfigurationError(f"{name} must be a RetryPolicy")
         owns = client is None
         if client is None:
-            client = _make_client(session, region_name, endpoint_url, profile_name, config)
+            client = make_client(session, region_name, endpoint_url, profile_name, config)
             api_policy = retry_policy or RetryPolicy()
         else:
-            api_policy = _policy_for_own_client(client, retry_policy)
+            api_policy = policy_for_own_client(client, retry_policy)
         if download_retry_policy is None:
             download_retry_policy = attrs.evolve(
                 retry_policy or RetryPolicy(), timeout=DOWNLOAD_POLICY.timeout
@@ -342,131 +319,3 @@ def _invalid(why: str, response: Any, params: dict[str, Any]) -> InvalidResponse
 
 def _context(params: dict[str, Any]) -> LayerRef:
     return LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
-
-
-def _make_client(
-    session: boto3.Session | botocore.session.Session | None,
-    region_name: str | None,
-    endpoint_url: str | None,
-    profile_name: str | None,
-    config: Config | None,
-) -> ECRClient:
-    merged = BOTOCORE_CONFIG
-    if config is not None:
-        # The caller's settings win, except retries: those stay ecr-layers' own.
-        merged = merged.merge(config).merge(Config(retries=_OUR_RETRIES))
-    try:
-        if session is None:
-            # botocore directly, not boto3: importing boto3 costs start-up time and
-            # memory that a client of one operation has no use for.
-            import botocore.session
-
-            session = botocore.session.Session(profile=profile_name)
-        elif profile_name is not None:
-            raise ConfigurationError("give either a session or a profile_name, not both")
-        # boto3 sessions call it client(), botocore sessions create_client().
-        make = session.client if hasattr(session, "client") else session.create_client
-        if endpoint_url is not None:
-            check_endpoint_url(endpoint_url)
-        client = make("ecr", region_name=region_name, endpoint_url=endpoint_url, config=merged)
-        # The endpoint may also come from the environment or the config files.
-        check_endpoint_url(client.meta.endpoint_url)
-    except (bce.BotoCoreError, ValueError) as exc:
-        if isinstance(exc, ECRError):
-            raise
-        # botocore's "Invalid endpoint" is a bare ValueError.
-        raise _mapping.from_botocore_error(exc, None) from exc
-    return cast("ECRClient", client)
-
-
-def _policy_for_own_client(client: Any, policy: RetryPolicy | None) -> RetryPolicy:
-    theirs = botocore_attempts(client)
-    if theirs <= 1:
-        return policy or RetryPolicy()
-    if policy is None:
-        return RetryPolicy(attempts=1)
-    if policy.attempts > 1:
-        warnings.warn(
-            f"this ECR client retries {theirs} times by itself and the RetryPolicy "
-            f"{policy.attempts} times: up to {theirs * policy.attempts} requests per call. "
-            "Build the client with ecr_layers.BOTOCORE_CONFIG to leave retrying to ecr-layers.",
-            stacklevel=3,
-        )
-    return policy
-
-
-_default: LayerClient | None = None
-_default_lock = threading.Lock()
-
-
-def default_client() -> LayerClient:
-    """Return the process-wide client, creating it on first use (thread-safe)."""
-    global _default  # noqa: PLW0603
-    client = _default
-    if client is None:
-        with _default_lock:
-            if _default is None:
-                _default = LayerClient()
-            client = _default
-    return client
-
-
-def set_default_client(client: LayerClient | None) -> LayerClient | None:
-    """Replace the process-wide client; None makes the next call build a fresh one.
-
-    Returns the previous one, so that a test can put it back.
-    """
-    global _default
-    with _default_lock:
-        previous, _default = _default, client
-    return previous
-
-
-def get_layer_url(
-    repository_name: str, layer_digest: str, *, registry_id: str | None = None
-) -> LayerUrl:
-    """Return a layer's pre-signed download URL, using the process-wide default client.
-
-    See `LayerClient.get_layer_url`.
-    """
-    return default_client().get_layer_url(repository_name, layer_digest, registry_id=registry_id)
-
-
-def get_layer_urls(
-    repository_name: str,
-    layer_digests: Iterable[str],
-    *,
-    registry_id: str | None = None,
-    max_workers: int = 16,
-) -> dict[str, LayerUrl | ECRError]:
-    """Look up many layers' URLs at once with the default client.
-
-    See `LayerClient.get_layer_urls`.
-    """
-    return default_client().get_layer_urls(
-        repository_name, layer_digests, registry_id=registry_id, max_workers=max_workers
-    )
-
-
-def download_layer(
-    repository_name: str,
-    layer_digest: str,
-    destination: str | os.PathLike[str],
-    *,
-    registry_id: str | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
-    parallel: int | None = None,
-    verify: bool = True,
-    allow_http: bool = False,
-) -> pathlib.Path:
-    """Download and verify a layer with the default client; see `LayerClient.download_layer`."""
-    return default_client().download_layer(
-        repository_name,
-        layer_digest,
-        destination,
-        registry_id=registry_id,
-        progress=progress,
-        parallel=parallel,
-        verify=verify,
-        allow_http=allow_http,
-    )

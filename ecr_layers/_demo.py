@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from ._client import download_layer, get_layer_url, set_default_client
+from ._default import download_layer, get_layer_url, set_default_client
 from ._exceptions import ECRError, LayerInaccessible, LayersNotFound
 from .testing import LocalECR
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 import ecr_layers
-from ecr_layers import _download, _transfer
+from ecr_layers import _host, _transfer
 from ecr_layers.testing import LocalECR
 
 from . import hostile
@@ -203,7 +203,7 @@ def test_concurrent_renewals_after_a_403_share_one_lookup() -> None:
             time.sleep(0.05)  # the others pile up behind the lock meanwhile
             return ecr_layers.LayerUrl(f"https://host/{len(lookups)}", layer.layer_digest)
 
-    job = _download.Job(Source(), None, layer, False, FAST, None, None)  # type: ignore[arg-type]
+    job = _host.Job(Source(), None, layer, False, FAST, None, None)  # type: ignore[arg-type]
     stale = job.url()
     seen: list[str] = []
 
@@ -282,7 +282,7 @@ def test_the_retry_budget_stops_retrying_when_spent(local_ecr: LocalECR) -> None
 def test_a_blob_read_timeout_leaves_no_url_secret_in_the_chain(
     client: ecr_layers.LayerClient, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_download, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(_host, "READ_TIMEOUT", 0.3)
     query = "X-Amz-Signature=SECRETSIG0123456789&X-Amz-Credential=AKIASECRETCRED%2F2026"
     with hostile.serving(hostile.nothing) as host:
         point_at(monkeypatch, host, host.url(query))

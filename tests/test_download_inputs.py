@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 import ecr_layers
-from ecr_layers import _landing
+from ecr_layers import _botocore, _landing
 from ecr_layers.testing import LocalECR
 
 OP = "GetDownloadUrlForLayer"
@@ -261,7 +261,7 @@ def test_botocore_attempts_are_what_botocore_resolves(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     theirs = boto3.client("ecr", endpoint_url=local_ecr.endpoint_url, region_name="us-east-1")
-    assert ecr_layers._client.botocore_attempts(theirs) == expected
+    assert _botocore.botocore_attempts(theirs) == expected
 
 
 @pytest.mark.parametrize("endpoint", ["notaurl", "ftp://127.0.0.1/", "http://127.0.0.1:99999"])

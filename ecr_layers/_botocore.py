@@ -1,0 +1,96 @@
+"""
+Building botocore ECR clients with retries left to ecr-layers, and reading how many
+tries a client someone else built makes by itself.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore import exceptions as bce
+from botocore.config import Config
+
+from . import _mapping
+from ._exceptions import ConfigurationError, ECRError
+from ._retry import RetryPolicy
+from ._url import check_endpoint_url
+
+if TYPE_CHECKING:
+    import boto3
+    import botocore.session
+    from types_boto3_ecr.client import ECRClient
+
+#: botocore's own retries off: tenacity is the only retry layer, so a persistent
+#: ServerException costs exactly RetryPolicy.attempts requests, not attempts x 3.
+_OUR_RETRIES: Any = {"mode": "standard", "total_max_attempts": 1}
+
+#: What a client built here starts from.  The call is tiny, so short timeouts; the
+#: pool is sized for `get_layer_urls`' worker threads.
+BOTOCORE_CONFIG = Config(
+    retries=_OUR_RETRIES,
+    connect_timeout=5,
+    read_timeout=20,
+    max_pool_connections=32,
+)
+
+
+def botocore_attempts(client: Any) -> int:
+    """Return how many tries botocore itself makes per call on *client*."""
+    retries = client.meta.config.retries or {}
+    if "total_max_attempts" in retries:
+        return int(retries["total_max_attempts"])
+    if "max_attempts" in retries:
+        return int(retries["max_attempts"]) + 1
+    return 5 if retries.get("mode", "legacy") == "legacy" else 3
+
+
+def make_client(
+    session: boto3.Session | botocore.session.Session | None,
+    region_name: str | None,
+    endpoint_url: str | None,
+    profile_name: str | None,
+    config: Config | None,
+) -> ECRClient:
+    merged = BOTOCORE_CONFIG
+    if config is not None:
+        # The caller's settings win, except retries: those stay ecr-layers' own.
+        merged = merged.merge(config).merge(Config(retries=_OUR_RETRIES))
+    try:
+        if session is None:
+            # botocore directly, not boto3: importing boto3 costs start-up time and
+            # memory that a client of one operation has no use for.
+            import botocore.session
+
+            session = botocore.session.Session(profile=profile_name)
+        elif profile_name is not None:
+            raise ConfigurationError("give either a session or a profile_name, not both")
+        # boto3 sessions call it client(), botocore sessions create_client().
+        make = session.client if hasattr(session, "client") else session.create_client
+        if endpoint_url is not None:
+            check_endpoint_url(endpoint_url)
+        client = make("ecr", region_name=region_name, endpoint_url=endpoint_url, config=merged)
+        # The endpoint may also come from the environment or the config files.
+        check_endpoint_url(client.meta.endpoint_url)
+    except (bce.BotoCoreError, ValueError) as exc:
+        if isinstance(exc, ECRError):
+            raise
+        # botocore's "Invalid endpoint" is a bare ValueError.
+        raise _mapping.from_botocore_error(exc, None) from exc
+    return cast("ECRClient", client)
+
+
+def policy_for_own_client(client: Any, policy: RetryPolicy | None) -> RetryPolicy:
+    theirs = botocore_attempts(client)
+    if theirs <= 1:
+        return policy or RetryPolicy()
+    if policy is None:
+        return RetryPolicy(attempts=1)
+    if policy.attempts > 1:
+        warnings.warn(
+            f"this ECR client retries {theirs} times by itself and the RetryPolicy "
+            f"{policy.attempts} times: up to {theirs * policy.attempts} requests per call. "
+            "Build the client with ecr_layers.BOTOCORE_CONFIG to leave retrying to ecr-layers.",
+            stacklevel=3,
+        )
+    return policy

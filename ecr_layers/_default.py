@@ -1,0 +1,90 @@
+"""
+The process-wide default client, and the module-level functions that use it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+from collections.abc import Callable, Iterable
+
+from ._client import LayerClient
+from ._exceptions import ECRError
+from ._url import LayerUrl
+
+_default: LayerClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> LayerClient:
+    """Return the process-wide client, creating it on first use (thread-safe)."""
+    global _default  # noqa: PLW0603
+    client = _default
+    if client is None:
+        with _default_lock:
+            if _default is None:
+                _default = LayerClient()
+            client = _default
+    return client
+
+
+def set_default_client(client: LayerClient | None) -> LayerClient | None:
+    """Replace the process-wide client; None makes the next call build a fresh one.
+
+    Returns the previous one, so that a test can put it back.
+    """
+    global _default
+    with _default_lock:
+        previous, _default = _default, client
+    return previous
+
+
+def get_layer_url(
+    repository_name: str, layer_digest: str, *, registry_id: str | None = None
+) -> LayerUrl:
+    """Return a layer's pre-signed download URL, using the process-wide default client.
+
+    See `LayerClient.get_layer_url`.
+    """
+    return default_client().get_layer_url(repository_name, layer_digest, registry_id=registry_id)
+
+
+def get_layer_urls(
+    repository_name: str,
+    layer_digests: Iterable[str],
+    *,
+    registry_id: str | None = None,
+    max_workers: int = 16,
+) -> dict[str, LayerUrl | ECRError]:
+    """Look up many layers' URLs at once with the default client.
+
+    See `LayerClient.get_layer_urls`.
+    """
+    return default_client().get_layer_urls(
+        repository_name, layer_digests, registry_id=registry_id, max_workers=max_workers
+    )
+
+
+def download_layer(
+    repository_name: str,
+    layer_digest: str,
+    destination: str | os.PathLike[str],
+    *,
+    registry_id: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    parallel: int | None = None,
+    verify: bool = True,
+    allow_http: bool = False,
+) -> pathlib.Path:
+    """Download and verify a layer with the default client; see `LayerClient.download_layer`."""
+    return default_client().download_layer(
+        repository_name,
+        layer_digest,
+        destination,
+        registry_id=registry_id,
+        progress=progress,
+        parallel=parallel,
+        verify=verify,
+        allow_http=allow_http,
+    )
