@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from . import _mapping
 from ._exceptions import ConfigurationError, ECRError
 from ._retry import RetryPolicy
 from ._url import check_endpoint_url
@@ -75,6 +74,8 @@ def make_client(
     except (bce.BotoCoreError, ValueError) as exc:
         if isinstance(exc, ECRError):
             raise
+        from . import _mapping
+
         # botocore's "Invalid endpoint" is a bare ValueError.
         raise _mapping.from_botocore_error(exc, None) from exc
     return cast("ECRClient", client)

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from botocore import exceptions as bce
 from botocore.config import Config
 
-from . import _mapping, _retry
+from . import _retry
 from ._botocore import make_client, policy_for_own_client
 from ._exceptions import ConfigurationError, ECRError, InvalidResponse, LayerRef
 from ._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy
@@ -281,10 +280,15 @@ class LayerClient:
         self._check_open()
         try:
             response = self._ecr.get_download_url_for_layer(**params)
-        except bce.ClientError as exc:
-            raise _mapping.from_client_error(exc, _context(params)) from exc
-        except _mapping.BOTOCORE_ERRORS as exc:
-            raise _mapping.from_botocore_error(exc, _context(params)) from exc
+        except Exception as exc:
+            # Imported on the first failure: the error map is not on a successful
+            # call's path, and importing it costs cold start time.
+            from . import _mapping
+
+            mapped = _mapping.from_botocore(exc, _context(params))
+            if mapped is None:
+                raise
+            raise mapped from exc
         return _layer_url(response, params)
 
 

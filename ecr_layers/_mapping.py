@@ -154,6 +154,15 @@ _XML_MESSAGE = re.compile(rb"<Message>([^<]{1,300})</Message>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def from_botocore(exc: Exception, layer: LayerRef | None) -> ECRError | None:
+    """Return the typed error for anything a botocore call raised; None if not botocore's."""
+    if isinstance(exc, bce.ClientError):
+        return from_client_error(exc, layer)
+    if isinstance(exc, BOTOCORE_ERRORS):
+        return from_botocore_error(exc, layer)
+    return None
+
+
 def from_client_error(exc: bce.ClientError, layer: LayerRef | None) -> ECRError:
     """Return the typed error for a service error response."""
     response: dict[str, Any] = exc.response  # type: ignore[assignment]

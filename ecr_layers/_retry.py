@@ -109,10 +109,13 @@ class RetryBudget:
                 self._tokens = min(self.capacity, self.available + amount)
 
 
-@attrs.define
 class _Testing:
-    enabled: bool = False
-    attempts: int = 1
+    # A plain class, as _Run: attrs classes cost import time, and neither is public.
+    __slots__ = ("attempts", "enabled")
+
+    def __init__(self, enabled: bool = False, attempts: int = 1) -> None:
+        self.enabled = enabled
+        self.attempts = attempts
 
 
 _TESTING = _Testing()
@@ -172,18 +175,30 @@ def backoff(policy: RetryPolicy, failures: int, error: BaseException | None = No
 Progress = Callable[[BaseException], bool]
 
 
-@attrs.define
 class _Run:
     """One call's retry bookkeeping: what ``stop`` and ``wait`` read."""
 
-    policy: RetryPolicy
-    budget: RetryBudget | None
-    deadline: float | None
-    attempts: int
-    #: Attempt number of the last try that moved the download forward (0: none).
-    progressed_at: int = 0
-    spent: int = 0
-    out_of_budget: bool = False
+    __slots__ = (
+        "attempts",
+        "budget",
+        "deadline",
+        "out_of_budget",
+        "policy",
+        "progressed_at",
+        "spent",
+    )
+
+    def __init__(
+        self, policy: RetryPolicy, budget: RetryBudget | None, deadline: float | None, attempts: int
+    ) -> None:
+        self.policy = policy
+        self.budget = budget
+        self.deadline = deadline
+        self.attempts = attempts
+        #: Attempt number of the last try that moved the download forward (0: none).
+        self.progressed_at = 0
+        self.spent = 0
+        self.out_of_budget = False
 
     def failures(self, state: tenacity.RetryCallState) -> int:
         return state.attempt_number - self.progressed_at

@@ -9,7 +9,6 @@ people (reprs, logs, error messages, the command line) goes through `redact_url`
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -210,6 +209,8 @@ def is_loopback(host: str | None) -> bool:
         return False
     if host == "localhost":
         return True
+    import ipaddress  # only downloads check hosts: not on the API call's import path
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
