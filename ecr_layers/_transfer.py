@@ -25,6 +25,9 @@ from ._exceptions import EndpointTimeout, LayerRef, ServerError, UnsupportedDige
 BUFFER_SIZE = 1024 * 1024
 #: Buffers in the ring: the reader fills one while the writer drains the others.
 RING = 4
+#: Buffers waiting for each stage at most: with a parallel download's 4 MiB ranges,
+#: this is what bounds memory beyond the ranges in flight.
+QUEUED = 2
 #: Bytes per ranged request in a parallel download (and so, per connection in memory).
 CHUNK_SIZE = 4 * 1024 * 1024
 #: When the caller does not say, layers at least this large are fetched over
@@ -155,8 +158,8 @@ class Sink:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(RING):
             self._free.put(bytearray(BUFFER_SIZE))
-        self._to_hash: queue.Queue[_Item] = queue.Queue(RING)
-        self._to_write: queue.Queue[_Item] = queue.Queue(RING)
+        self._to_hash: queue.Queue[_Item] = queue.Queue(QUEUED)
+        self._to_write: queue.Queue[_Item] = queue.Queue(QUEUED)
         #: Bytes handed over, in order: the verified-in-order offset of the download.
         self.done = 0
         self.total: int | None = None
