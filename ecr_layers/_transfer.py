@@ -231,6 +231,7 @@ class Sink:
                 except Exception as exc:  # handed to the reader, and raised there
                     self.error = exc
             self._to_write.put(item)
+            del item, buffer  # the writer's now, not ours while we wait for the next
         self._to_write.put(None)
 
     def _writing(self) -> None:
@@ -246,6 +247,7 @@ class Sink:
                     self.error = exc
             if ring:
                 self._free.put(buffer)
+            del item, buffer  # a range's 4 MiB must not outlive its write while we wait
 
     def _write(self, view: memoryview) -> None:
         while view:
