@@ -171,7 +171,7 @@ def _stream(job: Job, sink: Sink, end: int | None, forward: _Forward) -> int | N
     response, url = job.open(start, end)
     whole = False
     try:
-        total = parse_range(response.status, response.headers, start)
+        total = parse_range(response.status, response.headers, start, job.layer)
         if response.status == 200 and start:
             sink.restart()  # the server ignored the Range header: start over from byte 0
             start = 0
@@ -247,7 +247,7 @@ def _fetch_range(job: Job, start: int, end: int) -> bytearray:
                 raise EndpointUnreachable(
                     "the download host stopped honouring byte ranges", layer=job.layer
                 )
-            parse_range(response.status, response.headers, start + filled)
+            parse_range(response.status, response.headers, start + filled, job.layer)
             reader = Reader(body(response), pace)
             try:
                 read(job, reader, view[filled:], url)

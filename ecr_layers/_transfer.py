@@ -15,7 +15,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 
@@ -49,7 +49,8 @@ MAX_DIGEST_LENGTH = 255
 
 _HASHES = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
+_LENGTH = re.compile(r"[0-9]{1,20}")
 _FADVISE = getattr(os, "posix_fadvise", None)
 _DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 0)
 
@@ -74,20 +75,19 @@ def check_digest(digest: str, layer: LayerRef) -> str:
     return algorithm
 
 
-def parse_range(status: int, headers: dict[str, str] | object, start: int) -> int | None:
+def parse_range(status: int, headers: Mapping[str, str], start: int, layer: LayerRef) -> int | None:
     """Return the body's total size from a 200/206 answer's headers (None if unknown).
 
     Raises `ServerError` if a 206 is not for the range that starts at *start*.
     """
-    get = getattr(headers, "get", None)
-    assert get is not None
     if status == 206:
-        match = _CONTENT_RANGE.fullmatch(get("Content-Range", "") or "")
+        match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "") or "")
         if match is None or int(match[1]) != start:
-            raise ServerError("the download host sent the wrong byte range")
+            raise ServerError("the download host sent the wrong byte range", layer=layer)
         return int(match[3]) if match[3] != "*" else None
-    length = get("Content-Length")
-    return int(length) if length is not None and str(length).isdigit() else None
+    length = headers.get("Content-Length")
+    # Not str.isdigit: it admits "²", which int() refuses.
+    return int(length) if length is not None and _LENGTH.fullmatch(length) else None
 
 
 def connections_for(total: int, done: int, seconds: float, parallel: int | None) -> int:

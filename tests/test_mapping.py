@@ -150,3 +150,57 @@ def test_invalid_input_is_refused_before_any_request(
     with pytest.raises(ecr_layers.InvalidParameter):
         client.get_layer_url("Team/App", DIGEST)
     stubber.assert_no_pending_responses()
+
+
+def _subclasses(cls: type[BaseException]) -> list[type[BaseException]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _subclasses(sub)
+    return found
+
+
+def test_every_transport_failure_of_the_download_path_has_a_class() -> None:
+    # The download path's half of the one error map: every urllib3 error, http.client's
+    # and the socket layer's, to a typed error that is never UnknownError.
+    import http.client
+    import socket
+
+    import urllib3.exceptions
+
+    from ecr_layers import _mapping
+
+    layer = ecr_layers.LayerRef("team/app", DIGEST)
+    listed = [
+        c
+        for c in _subclasses(urllib3.exceptions.HTTPError)
+        + _subclasses(http.client.HTTPException)
+        + [OSError, ConnectionResetError, socket.timeout, TimeoutError]
+        if c.__module__.startswith(("urllib3", "http", "builtins", "socket"))
+    ]
+    assert len(listed) > 20
+    for cls in listed:
+        exc = cls.__new__(cls)
+        exc.args = ("https://h/k?X-Amz-Signature=SECRETSECRET",)
+        error = _mapping.from_transport_error(
+            exc, layer, "https://h/k?X-Amz-Signature=SECRETSECRET"
+        )
+        assert type(error) is not ecr_layers.UnknownError, cls
+        assert error.layer == layer
+        assert "SECRETSECRET" not in repr(exc.args), cls
+    # The classes that a retry cannot help are not retried.
+    for cls in (urllib3.exceptions.LocationParseError, urllib3.exceptions.URLSchemeUnknown):
+        error = _mapping.from_transport_error(cls("x"), layer, "https://h/")
+        assert isinstance(error, ecr_layers.ConfigurationError)
+        assert not error.retryable
+    timeout = _mapping.from_transport_error(
+        urllib3.exceptions.ReadTimeoutError(None, "/k", "read timed out"),  # type: ignore[arg-type]
+        layer,
+        "https://h/k",
+    )
+    assert isinstance(timeout, ecr_layers.EndpointTimeout)
+    refused = _mapping.from_transport_error(
+        urllib3.exceptions.NewConnectionError(None, "refused"),  # type: ignore[arg-type]
+        layer,
+        "https://h/k",
+    )
+    assert isinstance(refused, ecr_layers.EndpointUnreachable)

@@ -142,3 +142,17 @@ def test_escape_sequences_from_the_server_never_reach_a_message() -> None:
     error = _mapping.from_download_answer(400, body, {}, LAYER, url_expired=False)
     assert "\x1b" not in error.message + error.code
     assert "\x07" not in error.message
+
+
+@given(st.sampled_from([200, 206]), st.text(), st.text(), st.integers(0, 10**12))
+def test_content_range_parsing_raises_only_a_server_error_with_context(
+    status: int, content_range: str, length: str, start: int
+) -> None:
+    headers = {"Content-Range": content_range, "Content-Length": length}
+    try:
+        total = _transfer.parse_range(status, headers, start, LAYER)
+    except ecr_layers.ServerError as exc:
+        assert status == 206
+        assert exc.layer == LAYER
+    else:
+        assert total is None or total >= 0
