@@ -66,17 +66,27 @@ class Job:
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     _refreshes: int = 0
     _failure: ECRError | None = None
+    _stale_on_arrival: int = 0
     _open: set[Any] = attrs.Factory(set)
     # Not _lock: that one is held through a URL renewal, and cancel must not wait for it.
     _open_lock: threading.Lock = attrs.Factory(threading.Lock)
 
+    def _usable(self, url: LayerUrl | None) -> bool:
+        # Once two URLs in a row looked expired the moment they came, this machine's
+        # clock is ahead of the service's: URLs are then used until the host says
+        # otherwise, since renewing before every request would cost an API call per
+        # range and gain nothing.
+        return url is not None and (
+            self._stale_on_arrival >= 2 or not url.expired(margin=EXPIRY_MARGIN)
+        )
+
     def url(self) -> LayerUrl:
         """Return a usable URL, renewing it once for every worker that finds it stale."""
         url, seen = self._url, self._refreshes
-        if url is not None and not url.expired(margin=EXPIRY_MARGIN):
+        if url is not None and self._usable(url):
             return url
         with self._lock:
-            if self._url is not None and not self._url.expired(margin=EXPIRY_MARGIN):
+            if self._url is not None and self._usable(self._url):
                 return self._url  # another worker renewed it while this one waited
             if self._refreshes != seen and self._failure is not None:
                 # The renewal this worker waited on failed: that failure is its own too,
@@ -91,6 +101,10 @@ class Job:
                 self._failure = exc
                 raise
             self._url, self._failure = fresh, None
+            if fresh.expired(margin=EXPIRY_MARGIN):
+                self._stale_on_arrival += 1
+            else:
+                self._stale_on_arrival = 0
             return fresh
 
     def forget(self, url: LayerUrl) -> None:

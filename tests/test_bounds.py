@@ -388,3 +388,21 @@ def test_the_logging_filter_redacts_what_botocore_and_urllib3_log_at_debug(
     signature = url.download_url.split("X-Amz-Signature=")[1].split("&")[0]
     assert signature not in logged
     assert "Signature=REDACTED" in logged or "Authorization" not in logged
+
+
+def test_a_clock_ahead_of_the_service_does_not_renew_the_url_before_every_range(
+    local_ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_transfer, "CHUNK_SIZE", 256 * 1024)
+    data = os.urandom(4 * 1024 * 1024)
+    [digest] = local_ecr.push_image("team/app", [data])
+    # Every URL looks expired to this machine's clock the moment it arrives.
+    monkeypatch.setattr(ecr_layers.LayerUrl, "expired", lambda self, margin=0.0: True)
+    path = client.download_layer("team/app", digest, tmp_path, parallel=4)
+    assert path.read_bytes() == data
+    # The first stale-looking URL is renewed (it may really be stale); the second tells
+    # the clock is off, and is used: two lookups, not one per range.
+    assert local_ecr.stats.count(OP) == 2
