@@ -362,7 +362,7 @@ def test_other_failures_are_answered_and_logged(
         answer = post(ecr, "DescribeRepositories", b"{}")
         assert (answer.status, error_code(answer)) == (500, "ServerException")
         # Outside an operation: no answer is possible, but the error is still shown.
-        monkeypatch.setattr(ecr, "check_url", broken)
+        monkeypatch.setattr(ecr, "_check_url", broken)
         with pytest.raises(urllib3.exceptions.ProtocolError):
             HTTP.request("GET", ecr.endpoint_url + "/blobs/sha256:00/team/app")
     logged = [r for r in caplog.records if r.name == "ecr_layers.testing"]
