@@ -44,6 +44,34 @@ def botocore_attempts(client: Any) -> int:
     return 5 if retries.get("mode", "legacy") == "legacy" else 3
 
 
+def check_settings(**settings: Any) -> None:
+    """Raise `ConfigurationError` for a `LayerClient` setting of the wrong kind.
+
+    Checked here, not left to botocore, whose answer to ``region_name=5`` or
+    ``config="x"`` is a raw ``TypeError`` or ``AttributeError`` from deep inside.
+    The endpoint URL is `check_endpoint_url`'s.
+    """
+    client = settings.pop("client")
+    model = getattr(getattr(client, "meta", None), "service_model", None)
+    if client is not None and getattr(model, "service_name", None) != "ecr":
+        raise ConfigurationError("client must be a boto3 or botocore ECR client")
+    session = settings.pop("session")
+    if session is not None and not (
+        hasattr(session, "client") or hasattr(session, "create_client")
+    ):
+        raise ConfigurationError("session must be a boto3 or botocore Session")
+    config = settings.pop("config")
+    if config is not None and not isinstance(config, Config):
+        raise ConfigurationError("config must be a botocore.config.Config")
+    for name in ("region_name", "profile_name"):
+        value = settings.pop(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigurationError(f"{name} must be a non-empty str, got {value!r:.60}")
+    for name, policy in settings.items():
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise ConfigurationError(f"{name} must be a RetryPolicy")
+
+
 def make_client(
     session: boto3.Session | botocore.session.Session | None,
     region_name: str | None,

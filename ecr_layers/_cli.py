@@ -254,9 +254,9 @@ class _Bar:
         self._bar.close()
 
 
-def _progress_bar(*, quiet: bool, stream: TextIO) -> _Bar | None:
+def _progress_bar(*, quiet: bool, stream: TextIO | None) -> _Bar | None:
     # A bar only for a person watching a terminal; never in logs or pipes.
-    if quiet or not stream.isatty():
+    if quiet or stream is None or not stream.isatty():  # stderr closed: None
         return None
     try:
         return _Bar(stream)

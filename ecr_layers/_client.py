@@ -14,7 +14,7 @@ import attrs
 from botocore.config import Config
 
 from . import _retry
-from ._botocore import make_client, policy_for_own_client
+from ._botocore import check_settings, make_client, policy_for_own_client
 from ._exceptions import ConfigurationError, ECRError, InvalidResponse, LayerRef
 from ._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy
 from ._url import LayerUrl, expiry_from_url, redact_url
@@ -82,12 +82,15 @@ class LayerClient:
             raise ConfigurationError(
                 "give either an existing client, or session/region/endpoint/profile/config"
             )
-        for name, policy in (
-            ("retry_policy", retry_policy),
-            ("download_retry_policy", download_retry_policy),
-        ):
-            if policy is not None and not isinstance(policy, RetryPolicy):
-                raise ConfigurationError(f"{name} must be a RetryPolicy")
+        check_settings(
+            client=client,
+            session=session,
+            region_name=region_name,
+            profile_name=profile_name,
+            config=config,
+            retry_policy=retry_policy,
+            download_retry_policy=download_retry_policy,
+        )
         owns = client is None
         if client is None:
             client = make_client(session, region_name, endpoint_url, profile_name, config)
@@ -146,6 +149,7 @@ class LayerClient:
             self._ecr.close()
 
     def __enter__(self) -> LayerClient:
+        self._check_open()
         return self
 
     def __exit__(self, *_exc_info: object) -> None:
@@ -176,9 +180,13 @@ class LayerClient:
         connection pool; one failure is reported in its slot and sinks no other.
         A digest given twice is looked up once.
         """
+        self._check_open()
         if isinstance(layer_digests, str | bytes):
             # A str is an iterable of one-character "digests": never what was meant.
-            raise TypeError("layer_digests must be an iterable of digests, not a single str")
+            raise TypeError(
+                f"layer_digests must be an iterable of digests, not a single "
+                f"{type(layer_digests).__name__}"
+            )
         digests = list(dict.fromkeys(layer_digests))
         requests = [self._validator.params(repository_name, d, registry_id) for d in digests]
         if not requests:

@@ -34,7 +34,6 @@ from ._landing import Landing, resolve_destination
 from ._retry import RetryBudget, RetryPolicy
 from ._transfer import (
     MAX_CONNECTIONS,
-    MAX_DIGEST_LENGTH,
     Pace,
     Progress,
     Sink,
@@ -92,11 +91,6 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     """Download a layer to *destination*, verified; see `LayerClient.download_layer`."""
     params = validator.params(repository_name, layer_digest, registry_id)
     digest: str = params["layerDigest"]
-    if len(digest) > MAX_DIGEST_LENGTH:
-        raise InvalidParameter(
-            f"layerDigest is {len(digest)} characters long, longer than {MAX_DIGEST_LENGTH}",
-            parameter="layerDigest",
-        )
     layer = LayerRef(params["repositoryName"], digest, params.get("registryId"))
     for name, value in (("verify", verify), ("allow_http", allow_http)):
         if not isinstance(value, bool):

@@ -211,12 +211,28 @@ class _OneRecv:
         return getattr(self._fp, name)
 
 
+class _Chunked:
+    """One ``read1`` per read, copied into the buffer: for chunked bodies, whose
+    http.client ``readinto`` takes a short read for the end of the body."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self._raw.read1(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def body(response: urllib3.BaseHTTPResponse) -> Any:
+    """Return what to ``readinto`` from: one ``recv`` at most per call, into our buffer."""
     # urllib3's own readinto reads into a new bytes object and copies; the
     # http.client response underneath reads straight into our buffer.
     raw = getattr(response, "_fp", None)
     if raw is None or not hasattr(raw, "readinto"):
         return response
+    if getattr(raw, "chunked", False):
+        return _Chunked(raw)  # rare for a blob store: one copy per read is fine
     if getattr(raw, "fp", None) is not None and not isinstance(raw.fp, _OneRecv):
         raw.fp = _OneRecv(raw.fp)
     return raw

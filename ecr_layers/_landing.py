@@ -96,6 +96,11 @@ def _checked(
         raise fail("the file name is longer than the file system allows", errnos.ENAMETOOLONG, raw)
     if path.is_dir():
         raise fail("is a directory", errnos.EISDIR, str(path))
+    # A symlink is replaced, never followed; anything else that is not a regular file
+    # (/dev/null, a fifo, a socket) is refused: replacing a device node as root breaks
+    # the machine, and writing into one cannot be verified.
+    if path.exists() and not path.is_symlink() and not path.is_file():
+        raise fail("exists and is not a regular file", errnos.EEXIST, str(path))
     return path
 
 

@@ -46,7 +46,7 @@ from ._exceptions import (
     UnableToGetUpstreamLayer,
     UnknownError,
 )
-from ._url import redact_text, secrets_of
+from ._url import URL_IN_TEXT, redact_secrets, secrets_of
 
 #: Error code -> class.  The first block is what the service model lists for
 #: GetDownloadUrlForLayer (a test fails if the model grows one this table lacks);
@@ -189,7 +189,7 @@ def from_botocore_error(exc: Exception, layer: LayerRef | None) -> ECRError:
     if isinstance(exc, ValueError) and cls is UnknownError:
         cls = ConfigurationError  # botocore's "Invalid endpoint: ..." is a plain ValueError
     scrub(exc, _endpoint_secrets(exc))
-    return cls(_clean(redact_text(str(exc))), code=cls.default_code, layer=layer)
+    return cls(_clean(str(exc)), code=cls.default_code, layer=layer)
 
 
 def from_download_answer(
@@ -279,10 +279,12 @@ def _scrub(value: Any, secrets: list[str], seen: set[int]) -> Any:
 
 
 def _endpoint_secrets(exc: Exception) -> list[str]:
-    # botocore keeps the endpoint URL in its exceptions' kwargs; a password in it
-    # (http://user:pw@host) must not travel on.
+    # botocore keeps the endpoint URL in its exceptions' kwargs, or in the text of a
+    # bare ValueError; a password in it (http://user:pw@host) must not travel on.
     kwargs = getattr(exc, "kwargs", None) or {}
-    return [s for v in kwargs.values() if isinstance(v, str) for s in secrets_of(v)]
+    texts = [v for v in kwargs.values() if isinstance(v, str)] + [str(exc)]
+    urls = [m.group() for text in texts for m in URL_IN_TEXT.finditer(text)]
+    return [secret for url in urls for secret in secrets_of(url)]
 
 
 #: What an HTTP status means when no code says more.  A proxy's HTML 502 or an empty
@@ -325,7 +327,8 @@ def _message(raw: object, status: object) -> str:
 
 def _clean(text: str) -> str:
     """Return server-supplied *text* without control characters, redacted and bounded."""
-    text = _CONTROL.sub("", redact_text(text))
+    # redact_secrets, not only whole URLs: a host may echo "GET /k?X-Amz-Signature=…".
+    text = _CONTROL.sub("", redact_secrets(text))
     if len(text) > _MAX_MESSAGE:
         text = text[: _MAX_MESSAGE - 1] + "…"
     return text

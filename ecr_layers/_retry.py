@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import threading
 import time
@@ -33,8 +34,23 @@ _log = logging.getLogger("ecr_layers")
 
 def _at_least(minimum: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     def check(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
+        if value is None and attribute.name == "timeout":
+            return
+        whole = attribute.name == "attempts"
+        kind = int if whole else (int, float)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, kind)
+            or not math.isfinite(value)
+            or value < minimum
+        ):
+            from ._exceptions import InvalidParameter
+
+            raise InvalidParameter(
+                f"RetryPolicy.{attribute.name} must be a finite "
+                f"{'int' if whole else 'number'} >= {minimum}, got {value!r:.60}",
+                parameter=attribute.name,
+            )
 
     return check
 

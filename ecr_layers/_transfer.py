@@ -44,8 +44,6 @@ MIN_RATE = 1024
 MIN_RATE_WINDOW = 30.0
 #: Writeback is started every this many bytes, so the final fsync has little to wait for.
 WRITEBACK_EVERY = 8 * 1024 * 1024
-#: The longest digest accepted; sha512's is 135 characters.
-MAX_DIGEST_LENGTH = 255
 
 _HASHES = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")

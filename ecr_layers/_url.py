@@ -43,12 +43,12 @@ def redact_url(url: str) -> str:
     return f"{rebuilt}?{query}" if query else rebuilt
 
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def redact_text(text: str) -> str:
     """Return *text* with every URL in it redacted (see `redact_url`)."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+    return URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
 
 
 # A secret as it appears outside a whole URL: a bare query ("GET /k?X-Amz-Signature=…"
@@ -153,17 +153,35 @@ def check_download_url(url: str, *, allow_http: bool, layer: LayerRef | None = N
     (``http://other:80\\@127.0.0.1/``).  Userinfo and backslashes are refused
     outright; plain http only to a loopback host, unless *allow_http*.
     """
-    why = _download_url_problem(url, allow_http)
+    why = _problem(url, plain_http_anywhere=allow_http)
     if why is not None:
         from ._exceptions import ConfigurationError
 
         raise ConfigurationError(f"refusing the download URL: {why}", layer=layer)
 
 
-def _download_url_problem(url: str, allow_http: bool) -> str | None:
+def check_endpoint_url(url: object) -> None:
+    """Raise `ConfigurationError` unless *url* is a usable http(s) endpoint.
+
+    The same rules as download URLs' (urllib3's parser, no userinfo, no backslash),
+    except that plain http may go anywhere: API requests are signed one by one.
+    """
+    why = _problem(url, plain_http_anywhere=True)
+    if why is not None:
+        from ._exceptions import ConfigurationError
+
+        shown = redact_url(url) if isinstance(url, str) and "://" in url else repr(url)[:100]
+        raise ConfigurationError(f"the endpoint URL {shown} cannot be used: {why}")
+
+
+def _problem(url: object, *, plain_http_anywhere: bool) -> str | None:  # noqa: PLR0911 (a reason a check)
+    """Return why *url* may not be used, or None.  Never raises: a parser's exception
+    would travel on as the context of ours, with the URL in it."""
     from urllib3.exceptions import LocationParseError
     from urllib3.util import parse_url
 
+    if not isinstance(url, str):
+        return f"it is a {type(url).__name__}, not a str"
     if "\\" in url or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
         return "it has a backslash, a space or a control character in it"
     try:
@@ -176,31 +194,16 @@ def _download_url_problem(url: str, allow_http: bool) -> str | None:
     if not parsed.host or (port is not None and not 0 < port < 65536):
         return "it has no usable host or port"
     scheme = parsed.scheme
-    if scheme == "https" or (scheme == "http" and (allow_http or is_loopback(parsed.host))):
+    if scheme == "https" or (
+        scheme == "http" and (plain_http_anywhere or is_loopback(parsed.host))
+    ):
         return None
+    if scheme != "http":
+        return f"a {scheme or 'schemeless'} URL: only http(s) is fetched"
     return (
-        f"a {scheme or 'schemeless'} URL for host {parsed.host!r}: only https, "
-        "or http to a loopback host, unless allow_http=True"
+        f"plain http to host {parsed.host!r}: only https, or http to a loopback host, "
+        "unless allow_http=True"
     )
-
-
-def check_endpoint_url(url: str) -> None:
-    """Raise `ConfigurationError` unless *url* is an http(s) endpoint with a host and valid port."""
-    from urllib3.exceptions import LocationParseError
-    from urllib3.util import parse_url
-
-    from ._exceptions import ConfigurationError
-
-    shown = redact_url(url) if "://" in url else url
-    try:
-        parsed = parse_url(url)
-        port = parsed.port
-    except (LocationParseError, ValueError):
-        raise ConfigurationError(f"the endpoint URL {shown!r} cannot be parsed") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(f"the endpoint URL {shown!r} is not an http(s) URL with a host")
-    if port is not None and not 0 < port < 65536:
-        raise ConfigurationError(f"the endpoint URL {shown!r} has a port out of range")
 
 
 def is_loopback(host: str | None) -> bool:

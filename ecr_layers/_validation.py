@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from botocore.model import ServiceModel
 
 OPERATION = "GetDownloadUrlForLayer"
+#: The model sets no maximum for ``layerDigest``; without one a 1 MB "digest" would be
+#: sent.  No registered algorithm comes near (sha512's digest is 135 characters).
+MAX_DIGEST_LENGTH = 255
 
 _log = logging.getLogger("ecr_layers")
 
@@ -88,7 +91,7 @@ def rules_from_model(service_model: ServiceModel, operation: str = OPERATION) ->
             field=name,
             pattern=_compile(name, meta.get("pattern")),
             min_length=meta.get("min"),
-            max_length=meta.get("max"),
+            max_length=meta.get("max", MAX_DIGEST_LENGTH if name == "layerDigest" else None),
         )
     return Validator(rules)
 

@@ -148,3 +148,16 @@ def serving(behaviour: Behaviour, address: str = "127.0.0.1") -> Iterator[Host]:
         yield host
     finally:
         host.stop()
+
+
+def chunked(size: int) -> Behaviour:
+    """Answer correctly, but with Transfer-Encoding: chunked, in chunks of *size* bytes."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(data), size):
+            piece = data[i : i + size]
+            conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        conn.sendall(b"0\r\n\r\n")
+
+    return behave

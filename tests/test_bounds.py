@@ -334,16 +334,30 @@ def test_the_backslash_bypass_of_the_loopback_rule_is_refused(
     assert_no_secret(info.value, "SECRETSIG")
 
 
-def test_an_endpoint_password_never_reaches_the_error(local_ecr: LocalECR) -> None:
-    with ecr_layers.LayerClient(
-        endpoint_url="http://admin:hunter2secret@127.0.0.1:1",
-        region_name="us-east-1",
-        retry_policy=ecr_layers.RetryPolicy(attempts=1),
-    ) as client:
-        assert "hunter2secret" not in repr(client)
-        with pytest.raises(ecr_layers.EndpointUnreachable) as info:
-            client.get_layer_url("team/app", "sha256:" + "a" * 64)
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://admin:hunter2secret@127.0.0.1:1",
+        "http://admin:hunter2secret@127.0.0.1:99999",
+        "http://u:hunter2secret@127.0.0.2:1\\@127.0.0.1/",
+    ],
+)
+def test_an_endpoint_with_userinfo_is_refused_and_its_password_never_shown(endpoint: str) -> None:
+    with pytest.raises(ecr_layers.ConfigurationError) as info:
+        ecr_layers.LayerClient(endpoint_url=endpoint, region_name="us-east-1")
     assert_no_secret(info.value, "hunter2secret")
+
+
+def test_a_secret_the_download_host_echoes_back_is_redacted(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    [digest] = local_ecr.push_image("team/app", [b"x" * 1000])
+    message = "GET /x?X-Amz-Signature=SECRETSIG0123 Credential=AKIASECRETCRED/2026 denied"
+    local_ecr.faults.fail_next_blobs(1, status=404, code="NoSuchKey", message=message)
+    with pytest.raises(ecr_layers.LayersNotFound) as info:
+        client.download_layer("team/app", digest, tmp_path)
+    assert_no_secret(info.value, "SECRETSIG0123", "AKIASECRETCRED")
+    assert "denied" in info.value.message
 
 
 def assert_no_secret(error: BaseException, *secrets: str) -> None:
@@ -406,3 +420,17 @@ def test_a_clock_ahead_of_the_service_does_not_renew_the_url_before_every_range(
     # The first stale-looking URL is renewed (it may really be stale); the second tells
     # the clock is off, and is used: two lookups, not one per range.
     assert local_ecr.stats.count(OP) == 2
+
+
+@pytest.mark.parametrize("size", [1000, 300_000, 3 * 1024 * 1024])
+def test_a_chunked_body_downloads_whole(
+    client: ecr_layers.LayerClient,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+) -> None:
+    with hostile.serving(hostile.chunked(size)) as host:
+        point_at(monkeypatch, host)
+        path = client.download_layer("team/app", host.digest, tmp_path, parallel=1)
+        assert path.read_bytes() == host.data
+        assert host.requests == 1

@@ -296,3 +296,76 @@ def test_ctrl_c_stops_a_parallel_download_within_about_a_second(
     assert took < 2.5, took
     assert child.returncode != 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_target_that_is_not_a_regular_file_is_refused_not_replaced(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ecr_layers.DestinationError) as info:
+        client.download_layer("team/app", DIGEST, fifo)
+    assert info.value.errno == errno.EEXIST
+    assert fifo.is_fifo()
+    nothing_sent(local_ecr)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"endpoint_url": 5},
+        {"region_name": 5},
+        {"region_name": ""},
+        {"profile_name": 5},
+        {"session": 5},
+        {"config": 5},
+        {"retry_policy": 5},
+        {"download_retry_policy": "fast"},
+    ],
+)
+def test_client_settings_of_the_wrong_kind_are_configuration_errors(
+    kwargs: dict[str, object],
+) -> None:
+    with pytest.raises(ecr_layers.ConfigurationError):
+        ecr_layers.LayerClient(**kwargs)  # type: ignore[arg-type]
+    for client in (5, "ecr", object()):
+        with pytest.raises(ecr_layers.ConfigurationError):
+            ecr_layers.LayerClient(client)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"attempts": 0},
+        {"attempts": "3"},
+        {"attempts": 2.5},
+        {"timeout": float("nan")},
+        {"timeout": -1},
+        {"wait_initial": True},
+        {"wait_max": float("inf")},
+    ],
+)
+def test_bad_retry_policies_are_invalid_parameters(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ecr_layers.InvalidParameter) as info:
+        ecr_layers.RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert info.value.parameter == next(iter(kwargs))
+
+
+def test_a_closed_client_refuses_lookups_in_bulk_and_as_a_context(local_ecr: LocalECR) -> None:
+    client = local_ecr.client()
+    client.close()
+    with pytest.raises(ecr_layers.ConfigurationError):
+        client.get_layer_urls("team/app", [DIGEST])
+    with pytest.raises(ecr_layers.ConfigurationError), client:
+        pass
+
+
+def test_every_entry_point_refuses_a_digest_over_255_characters(
+    local_ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    huge = "sha256:" + "a" * 5000
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.get_layer_url("team/app", huge)
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.get_layer_urls("team/app", [huge])
+    nothing_sent(local_ecr)
