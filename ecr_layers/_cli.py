@@ -167,7 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     try:
         args = _parser().parse_args(argv)
-        return _COMMANDS[args.command](args)
+        status = _COMMANDS[args.command](args)
+        # Flushed here, not at exit: with a buffered stdout (PYTHONUNBUFFERED unset), a
+        # reader that has gone would otherwise surface only as Python's exit status 120.
+        if sys.stdout is not None:  # None when started with stdout closed
+            sys.stdout.flush()
+        return status
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
     except (Exception, KeyboardInterrupt) as exc:
