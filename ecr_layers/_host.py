@@ -23,7 +23,7 @@ import attrs
 
 from . import _mapping, _transfer
 from ._exceptions import DownloadUrlExpired, ECRError, EndpointTimeout, LayerRef
-from ._retry import Progress, RetryBudget, RetryPolicy, call
+from ._retry import MadeProgress, RetryBudget, RetryPolicy, call
 from ._transfer import Pace
 from ._url import check_download_url
 
@@ -123,7 +123,7 @@ class Job:
             window=_transfer.MIN_RATE_WINDOW,
         )
 
-    def retrying(self, attempt: Callable[[], T], progress: Progress | None = None) -> T:
+    def retrying(self, attempt: Callable[[], T], progress: MadeProgress | None = None) -> T:
         """Run *attempt* under the download's policy, budget and deadline."""
         return call(
             attempt, self.policy, budget=self.budget, progress=progress, deadline=self.deadline

@@ -188,7 +188,7 @@ def backoff(policy: RetryPolicy, failures: int, error: BaseException | None = No
 
 
 #: Told, after a try failed, whether that try moved the download forward.
-Progress = Callable[[BaseException], bool]
+MadeProgress = Callable[[BaseException], bool]
 
 
 class _Run:
@@ -246,7 +246,7 @@ def call(
     policy: RetryPolicy,
     *,
     budget: RetryBudget | None = None,
-    progress: Progress | None = None,
+    progress: MadeProgress | None = None,
     deadline: float | None = None,
 ) -> T:
     """Return ``attempt()``, retrying `TransientError` as *policy* says.
@@ -275,7 +275,7 @@ def call(
 
 
 def _retry(
-    attempt: Callable[[], T], run: _Run, first: TransientError, progress: Progress | None
+    attempt: Callable[[], T], run: _Run, first: TransientError, progress: MadeProgress | None
 ) -> T:
     import tenacity  # Deferred: a process that never retries never imports it.
 
