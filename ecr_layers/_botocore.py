@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from ._exceptions import ConfigurationError, ECRError
+from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
 from ._url import check_endpoint_url
 
@@ -95,13 +95,12 @@ def make_client(
         # boto3 sessions call it client(), botocore sessions create_client().
         make = session.client if hasattr(session, "client") else session.create_client
         if endpoint_url is not None:
-            check_endpoint_url(endpoint_url)
+            check_endpoint_url(endpoint_url)  # before botocore sees it
         client = make("ecr", region_name=region_name, endpoint_url=endpoint_url, config=merged)
-        # The endpoint may also come from the environment or the config files.
-        check_endpoint_url(client.meta.endpoint_url)
+        if endpoint_url is None:
+            # It came from the environment or the config files: checked as it resolved.
+            check_endpoint_url(client.meta.endpoint_url)
     except (bce.BotoCoreError, ValueError) as exc:
-        if isinstance(exc, ECRError):
-            raise
         from . import _mapping
 
         # botocore's "Invalid endpoint" is a bare ValueError.

@@ -24,7 +24,6 @@ import attrs
 from . import _transfer
 from ._exceptions import (
     DigestMismatch,
-    ECRError,
     EndpointUnreachable,
     InvalidParameter,
     LayerRef,
@@ -116,13 +115,9 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     landing = Landing(target, layer)
     sink = Sink(landing.file.fileno(), algorithm, progress)
     try:
-        try:
+        with landing.os_errors():  # a write that failed on the sink's thread: ENOSPC, EIO
             _fetch(job, sink, parallel)
             actual = f"{algorithm}:{sink.hexdigest()}"
-        except OSError as exc:
-            if isinstance(exc, ECRError):
-                raise
-            raise landing.error(exc) from exc
         if verify and actual != digest:
             raise DigestMismatch(
                 f"the downloaded bytes hash to {actual}, not {digest}; nothing was kept",

@@ -23,6 +23,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import urllib3.exceptions as u3
 from botocore import exceptions as bce
 from botocore.parsers import ResponseParserError
 
@@ -129,23 +130,17 @@ BY_BOTOCORE_CLASS: tuple[tuple[type[Exception], type[ECRError]], ...] = (
 
 #: urllib3's, http.client's and the socket layer's failures on the download path,
 #: most specific first (urllib3 2 makes NewConnectionError a ConnectTimeoutError).
-BY_TRANSPORT_CLASS: tuple[tuple[type[BaseException], type[ECRError]], ...] = ()
-
-
-def _transport_table() -> tuple[tuple[type[BaseException], type[ECRError]], ...]:
-    import urllib3.exceptions as u3
-
-    return (
-        # A URL that cannot be used will not become usable by retrying.
-        (u3.LocationValueError, ConfigurationError),
-        (u3.ProxySchemeUnsupported, ConfigurationError),
-        (u3.NewConnectionError, EndpointUnreachable),
-        (u3.TimeoutError, EndpointTimeout),
-        (u3.HTTPError, EndpointUnreachable),
-        (http.client.HTTPException, EndpointUnreachable),
-        (socket.timeout, EndpointTimeout),  # TimeoutError since 3.10
-        (OSError, EndpointUnreachable),
-    )
+BY_TRANSPORT_CLASS: tuple[tuple[type[BaseException], type[ECRError]], ...] = (
+    # A URL that cannot be used will not become usable by retrying.
+    (u3.LocationValueError, ConfigurationError),
+    (u3.ProxySchemeUnsupported, ConfigurationError),
+    (u3.NewConnectionError, EndpointUnreachable),
+    (u3.TimeoutError, EndpointTimeout),
+    (u3.HTTPError, EndpointUnreachable),
+    (http.client.HTTPException, EndpointUnreachable),
+    (socket.timeout, EndpointTimeout),  # TimeoutError since 3.10
+    (OSError, EndpointUnreachable),
+)
 
 
 _MAX_MESSAGE = 300
@@ -232,9 +227,6 @@ def from_transport_error(exc: BaseException, layer: LayerRef, url: str) -> ECREr
     becomes the typed error's ``__cause__``, and error trackers record those.
     """
     scrub(exc, secrets_of(url))
-    global BY_TRANSPORT_CLASS  # noqa: PLW0603 (built on first use: urllib3 loads lazily)
-    if not BY_TRANSPORT_CLASS:
-        BY_TRANSPORT_CLASS = _transport_table()
     cls = next(
         (ours for theirs, ours in BY_TRANSPORT_CLASS if isinstance(exc, theirs)), UnknownError
     )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from ._exceptions import ECRError, EndpointTimeout, Throttled, TransientError
+from ._exceptions import DownloadUrlExpired, ECRError, EndpointTimeout, Throttled, TransientError
 
 if TYPE_CHECKING:
     import tenacity
@@ -216,11 +216,12 @@ class _Run:
         self.spent = 0
         self.out_of_budget = False
 
-    def failures(self, state: tenacity.RetryCallState) -> int:
-        return state.attempt_number - self.progressed_at
+    def failures(self, attempt_number: int) -> int:
+        """Failed tries in a row without progress, once attempt *attempt_number* failed."""
+        return attempt_number - self.progressed_at
 
     def stop(self, state: tenacity.RetryCallState) -> bool:
-        if self.failures(state) >= self.attempts:
+        if self.failures(state.attempt_number) >= self.attempts:
             return True
         if self.deadline is not None and time.monotonic() + state.upcoming_sleep > self.deadline:
             return True
@@ -233,12 +234,10 @@ class _Run:
         return False
 
     def wait(self, state: tenacity.RetryCallState) -> float:
-        from ._exceptions import DownloadUrlExpired
-
         error = state.outcome.exception() if state.outcome is not None else None
         if isinstance(error, DownloadUrlExpired):
             return 0.0  # nothing to wait for: a fresh URL is one call away
-        return backoff(self.policy, self.failures(state), error)
+        return backoff(self.policy, self.failures(state.attempt_number), error)
 
 
 def call(
@@ -268,7 +267,7 @@ def call(
     run = _Run(policy, budget, deadline, effective_attempts(policy))
     if progress is not None and progress(first):
         run.progressed_at = 1
-    if 1 - run.progressed_at >= run.attempts:
+    if run.failures(1) >= run.attempts:
         first.attempts = 1
         raise first
     return _retry(attempt, run, first, progress)
