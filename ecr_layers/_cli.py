@@ -1,5 +1,6 @@
 """
-The ``ecr-layers`` command line: ``url``, ``download``, ``serve`` and ``demo``.
+The ``ecr-layers`` command line: ``url``, ``download``, ``image``, ``pull``, ``serve``
+and ``demo`` (the image commands are `ecr_layers._cli_images`').
 
 Every failure prints one line on stderr and exits with the status `EXIT_CODES` gives
 for its kind.  The line never carries a URL's secrets (`redact_url`) nor a control
@@ -34,8 +35,10 @@ from ._exceptions import (
     DigestMismatch,
     DownloadError,
     ECRError,
+    ImageError,
     InvalidParameter,
     InvalidResponse,
+    KmsError,
     LayerInaccessible,
     LayersNotFound,
     RepositoryNotFound,
@@ -43,6 +46,7 @@ from ._exceptions import (
     UnableToGetUpstreamLayer,
     UnknownError,
     UnsupportedDigest,
+    UpstreamAccessDenied,
 )
 from ._url import redact_url
 
@@ -83,7 +87,10 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UnableToGetUpstreamLayer, 3),
     (AccessDenied, 4),
     (CredentialsError, 4),
+    (KmsError, 4),
+    (UpstreamAccessDenied, 4),
     (TransientError, 5),
+    (ImageError, 3),
     (DownloadError, 5),
     (InvalidResponse, 5),
     (UnknownError, 5),
@@ -96,7 +103,7 @@ MEANINGS: dict[int, str] = {
     0: "success",
     1: "a bug in ecr-layers (an unexpected exception)",
     2: "bad input or configuration",
-    3: "layer or repository not found, or inaccessible",
+    3: "layer, image, platform or repository not found, inaccessible or unreadable",
     4: "credentials missing or refused, or access denied",
     5: "transient, server or download-host failure (after retries)",
     6: "the download failed verification",
@@ -317,6 +324,18 @@ def _print_banner(ecr: LocalECR, seeded: tuple[str, list[str]] | None) -> None:
     say(f"ecr-layers download {shlex.quote(repository)} {digests[-1]} -o .")
 
 
+def _cmd_image(args: argparse.Namespace) -> int:
+    from ._cli_images import image
+
+    return image(args)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from ._cli_images import pull
+
+    return pull(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
@@ -327,6 +346,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "url": _cmd_url,
     "download": _cmd_download,
+    "image": _cmd_image,
+    "pull": _cmd_pull,
     "serve": _cmd_serve,
     "demo": _cmd_demo,
 }

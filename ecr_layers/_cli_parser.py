@@ -105,22 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    common = _Parser(add_help=False)
-    common.add_argument(
+    connection = _Parser(add_help=False)
+    connection.add_argument(
         "--endpoint-url",
         metavar="URL",
         help="ECR API endpoint (default: the AWS configuration's, e.g. AWS_ENDPOINT_URL_ECR)",
     )
-    common.add_argument("--region", help="AWS region (default: the AWS configuration's)")
-    common.add_argument(
+    connection.add_argument("--region", help="AWS region (default: the AWS configuration's)")
+    connection.add_argument(
         "--profile", metavar="NAME", help="profile from the shared AWS configuration files"
     )
-    common.add_argument(
+    connection.add_argument(
         "--registry-id",
         metavar="ID",
         help="12-digit registry (account) id (default: your own registry)",
     )
-    common.add_argument("repository", help="repository name, e.g. team/app")
+    connection.add_argument("repository", help="repository name, e.g. team/app")
+    common = _Parser(add_help=False, parents=[connection])
     common.add_argument("digest", help="layer digest, e.g. sha256:<64 hex digits>")
 
     url = sub.add_parser(
@@ -166,6 +167,58 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, and do not print the path"
     )
+
+    by_image = _Parser(add_help=False, parents=[connection])
+    by_image.add_argument("reference", help="image tag or digest, e.g. v1 or sha256:<64 hex>")
+    by_image.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="the manifest to take from a multi-platform image, e.g. linux/arm64 "
+        "(default: this machine's, as docker picks it)",
+    )
+
+    image = sub.add_parser(
+        "image",
+        parents=[by_image],
+        help="show an image's manifest: digest, platform, config and layers",
+        description="Show the manifest a tag or digest names, verified against its digest: "
+        "its media type, platform (and, for a multi-platform image, every platform it "
+        "offers), its config and each layer's digest and size.",
+        epilog="Exit status: see 'ecr-layers --help'.",
+    )
+    image.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON object: repository, reference, digest, mediaType, platform, "
+        "indexDigest, platforms, config, layers, totalSize",
+    )
+
+    pull = sub.add_parser(
+        "pull",
+        parents=[by_image],
+        help="pull an image's verified blobs into an OCI image layout",
+        description="Pull an image into an OCI image layout (oci-layout, index.json, "
+        "blobs/) that skopeo, podman and others read as oci:DIR:REFERENCE.  Every blob is "
+        "verified before it gets its name; blobs already there are checked, not fetched "
+        "again; index.json names the image last, so an interrupted pull changes nothing "
+        "it points at.",
+        epilog="Exit status: see 'ecr-layers --help'.",
+    )
+    pull.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        required=True,
+        help="the layout's directory (created if missing; its parent must exist)",
+    )
+    pull.add_argument(
+        "--parallel",
+        type=_whole_number(PARALLEL_MIN, PARALLEL_MAX),
+        default=4,
+        metavar="N",
+        help=f"blobs to download at once, {PARALLEL_MIN}-{PARALLEL_MAX} (default: 4)",
+    )
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     serve = sub.add_parser(
         "serve",

@@ -16,6 +16,7 @@ from botocore.config import Config
 from . import _retry
 from ._botocore import check_settings, make_client, policy_for_own_client
 from ._exceptions import ConfigurationError, ECRError, InvalidResponse, LayerRef
+from ._image_client import ImageMethods
 from ._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy
 from ._url import LayerUrl, expiry_from_url, redact_url
 from ._validation import Validator, rules_from_model
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
     import urllib3
     from types_boto3_ecr.client import ECRClient
 
+    from ._host import Crew
+
 
 @attrs.define(init=False, repr=False)
-class LayerClient:
+class LayerClient(ImageMethods):
     """Gets layers' download URLs with validated inputs, typed errors and one retry layer.
 
     Make one and keep it for the life of the application: it holds a botocore
@@ -252,6 +255,31 @@ class LayerClient:
         None).  Only https URLs are followed, or http to a loopback host, unless
         *allow_http*.
         """
+        return self._download(
+            repository_name,
+            layer_digest,
+            destination,
+            registry_id=registry_id,
+            progress=progress,
+            parallel=parallel,
+            verify=verify,
+            allow_http=allow_http,
+        )
+
+    def _download(
+        self,
+        repository_name: object,
+        layer_digest: object,
+        destination: object,
+        *,
+        registry_id: object,
+        progress: Callable[[int, int | None], None] | None,
+        parallel: int | None,
+        verify: object = True,
+        allow_http: object = False,
+        url: LayerUrl | None = None,
+        crew: Crew | None = None,
+    ) -> pathlib.Path:
         from . import _download
 
         return _download.download(
@@ -268,6 +296,8 @@ class LayerClient:
             parallel=parallel,
             verify=verify,
             allow_http=allow_http,
+            url=url,
+            crew=crew,
         )
 
     def _http(self) -> urllib3.PoolManager:

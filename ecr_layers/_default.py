@@ -4,13 +4,17 @@ The process-wide default client, and the module-level functions that use it.
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ._client import LayerClient
 from ._exceptions import ECRError
+from ._images import MAX_CONFIG_BYTES
+from ._manifest import Image
 from ._url import LayerUrl
 
 _default: LayerClient | None = None
@@ -87,4 +91,63 @@ def download_layer(
         parallel=parallel,
         verify=verify,
         allow_http=allow_http,
+    )
+
+
+def get_image(
+    repository_name: str,
+    reference: str,
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+) -> Image:
+    """Return a verified image manifest with the default client; see `LayerClient.get_image`."""
+    return default_client().get_image(
+        repository_name, reference, registry_id=registry_id, platform=platform
+    )
+
+
+def get_config(
+    image: Image | str,
+    reference: str | None = None,
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_bytes: int = MAX_CONFIG_BYTES,
+) -> dict[str, Any]:
+    """Return an image's verified config with the default client; see `LayerClient.get_config`."""
+    return default_client().get_config(
+        image, reference, registry_id=registry_id, platform=platform, max_bytes=max_bytes
+    )
+
+
+def open_layer(
+    repository_name: str, layer_digest: str, *, registry_id: str | None = None
+) -> io.BufferedReader:
+    """Open a layer for verified streaming reads with the default client.
+
+    See `LayerClient.open_layer`.
+    """
+    return default_client().open_layer(repository_name, layer_digest, registry_id=registry_id)
+
+
+def pull_image(
+    repository_name: str,
+    reference: str,
+    destination: str | os.PathLike[str],
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_parallel: int = 4,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Image:
+    """Pull an image into an OCI layout with the default client; see `LayerClient.pull_image`."""
+    return default_client().pull_image(
+        repository_name,
+        reference,
+        destination,
+        registry_id=registry_id,
+        platform=platform,
+        max_parallel=max_parallel,
+        progress=progress,
     )

@@ -28,7 +28,7 @@ from ._exceptions import (
     InvalidParameter,
     LayerRef,
 )
-from ._host import Job, Reader, URLSource, body, read
+from ._host import Crew, Job, Reader, URLSource, body, read
 from ._landing import Landing, resolve_destination
 from ._retry import RetryBudget, RetryPolicy
 from ._transfer import (
@@ -45,6 +45,7 @@ from ._transfer import (
 if TYPE_CHECKING:
     import urllib3
 
+    from ._url import LayerUrl
     from ._validation import Validator
 
 
@@ -86,8 +87,14 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     parallel: int | None,
     verify: object,
     allow_http: object,
+    url: LayerUrl | None = None,
+    crew: Crew | None = None,
 ) -> pathlib.Path:
-    """Download a layer to *destination*, verified; see `LayerClient.download_layer`."""
+    """Download a layer to *destination*, verified; see `LayerClient.download_layer`.
+
+    *url*, when a batch looked it up already, saves the first lookup; a *crew* is
+    the group of downloads this one stops with.
+    """
     params = validator.params(repository_name, layer_digest, registry_id)
     digest: str = params["layerDigest"]
     layer = LayerRef(params["repositoryName"], digest, params.get("registryId"))
@@ -110,6 +117,10 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
 
     deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
     job = Job(source, pool, layer, bool(allow_http), policy, budget, deadline)
+    if crew is not None:
+        crew.join(job)
+    if url is not None:
+        job.use(url)
     # Unknown layers, bad credentials and bad URLs: found before any file exists.
     job.retrying(job.url)
     landing = Landing(target, layer)

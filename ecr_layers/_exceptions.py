@@ -11,6 +11,16 @@ Every failure ecr-layers lets a caller see, as one tree.
     ├── RepositoryNotFound                   RepositoryNotFoundException
     ├── InvalidResponse                      a 200 answer that cannot be used
     ├── UnknownError                         a code nobody has mapped yet
+    ├── ImageError                           about one image: repository_name, reference are str
+    │   ├── ImageNotFound                    ImageNotFound failure
+    │   │   └── ImageTagDoesNotMatchDigest   ImageTagDoesNotMatchDigest failure
+    │   ├── PlatformNotFound                 the index offers no manifest for the platform
+    │   ├── UnsupportedMediaType             schema 1, or a manifest type ecr-layers cannot read
+    │   ├── UnableToGetUpstreamImage         UnableToGetUpstreamImageException
+    │   ├── ImageReferencedByManifestList    ImageReferencedByManifestList failure
+    │   ├── ImageInaccessible                ImageInaccessible failure
+    │   ├── KmsError                         KmsError failure
+    │   └── UpstreamAccessDenied             UpstreamAccessDenied failure
     ├── LayerError                           about one layer: repository_name, layer_digest are str
     │   ├── LayerInaccessible                LayerInaccessibleException
     │   ├── LayersNotFound                   LayersNotFoundException; 404 from the download host
@@ -18,17 +28,23 @@ Every failure ecr-layers lets a caller see, as one tree.
     │   └── DownloadError                    fetching the layer's bytes went wrong
     │       ├── DigestMismatch               the bytes do not hash to the digest
     │       ├── UnsupportedDigest (ValueError)  a digest that cannot be verified
+    │       ├── BlobTooLarge                 a manifest or config over its size cap
     │       └── DestinationError (OSError)   the destination cannot be written
     └── TransientError                       retried by the retry policy
         ├── ServerError                      ServerException, or any 5xx
         ├── Throttled                        throttling codes, SlowDown, HTTP 429
+        │   ├── LimitExceeded                LimitExceededException
+        │   └── UpstreamTooManyRequests (ImageError)  UpstreamTooManyRequests failure
+        ├── UpstreamUnavailable (ImageError) UpstreamUnavailable failure
         ├── EndpointUnreachable              connection refused, reset or cut short
         ├── EndpointTimeout                  connect or read timeout, or too slow a transfer
         └── DownloadUrlExpired (LayerError)  renewed, and the download goes on
 
 Context travels as attributes, not only in the message: the layer a call was about
 is one frozen `LayerRef` (``layer``), whose fields are also the error's
-``repository_name``, ``layer_digest`` and ``registry_id``.  ``__cause__`` is the
+``repository_name``, ``layer_digest`` and ``registry_id``; the image a call was
+about is an `ImageRef` (``image``), whose ``reference`` is the tag or digest asked
+for.  A blob of an image (its manifest, config or a layer) is named by both.  ``__cause__`` is the
 lower-layer exception where there was one, with any URL secret scrubbed from it.
 The classes pickle to themselves with all their attributes, which boto3's
 per-session modeled exceptions do not.
@@ -42,6 +58,7 @@ import attrs
 
 __all__ = [
     "AccessDenied",
+    "BlobTooLarge",
     "ConfigurationError",
     "CredentialsError",
     "DestinationError",
@@ -51,19 +68,33 @@ __all__ = [
     "ECRError",
     "EndpointTimeout",
     "EndpointUnreachable",
+    "ImageError",
+    "ImageInaccessible",
+    "ImageNotFound",
+    "ImageRef",
+    "ImageReferencedByManifestList",
+    "ImageTagDoesNotMatchDigest",
     "InvalidParameter",
     "InvalidResponse",
+    "KmsError",
     "LayerError",
     "LayerInaccessible",
     "LayerRef",
     "LayersNotFound",
+    "LimitExceeded",
+    "PlatformNotFound",
     "RepositoryNotFound",
     "ServerError",
     "Throttled",
     "TransientError",
+    "UnableToGetUpstreamImage",
     "UnableToGetUpstreamLayer",
     "UnknownError",
     "UnsupportedDigest",
+    "UnsupportedMediaType",
+    "UpstreamAccessDenied",
+    "UpstreamTooManyRequests",
+    "UpstreamUnavailable",
 ]
 
 
@@ -73,6 +104,15 @@ class LayerRef:
 
     repository_name: str
     layer_digest: str
+    registry_id: str | None = None
+
+
+@attrs.frozen
+class ImageRef:
+    """The image a call was about: its repository and the tag or digest asked for."""
+
+    repository_name: str
+    reference: str
     registry_id: str | None = None
 
 
@@ -103,6 +143,7 @@ class ECRError(Exception):
         request_id: str | None = None,
         http_status: int | None = None,
         layer: LayerRef | None = None,
+        image: ImageRef | None = None,
         attempts: int = 0,
         retry_after: float | None = None,
     ) -> None:
@@ -113,6 +154,8 @@ class ECRError(Exception):
         self.http_status = http_status
         #: The layer the call was about, or None for errors about no layer in particular.
         self.layer = layer
+        #: The image the call was about, or None for errors about no image in particular.
+        self.image = image
         #: Requests sent before this error was raised (0 for a local error).
         self.attempts = attempts
         #: Seconds the server asked the client to wait (``Retry-After``), if it did.
@@ -121,7 +164,13 @@ class ECRError(Exception):
     @property
     def repository_name(self) -> str | None:
         """The repository the call was about."""
-        return self.layer.repository_name if self.layer is not None else None
+        about = self.layer or self.image
+        return about.repository_name if about is not None else None
+
+    @property
+    def reference(self) -> str | None:
+        """The image's tag or digest the call was about."""
+        return self.image.reference if self.image is not None else None
 
     @property
     def layer_digest(self) -> str | None:
@@ -131,7 +180,8 @@ class ECRError(Exception):
     @property
     def registry_id(self) -> str | None:
         """The registry (account) id the call named, if it named one."""
-        return self.layer.registry_id if self.layer is not None else None
+        about = self.layer or self.image
+        return about.registry_id if about is not None else None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (type(self), dict(self.__dict__)))
@@ -140,11 +190,15 @@ class ECRError(Exception):
         parts = [f"code {self.code}"]
         if self.http_status is not None:
             parts.append(f"HTTP {self.http_status}")
+        if self.repository_name is not None:
+            parts.append(f"repository {self.repository_name!r}")
+        if self.image is not None:
+            parts.append(f"image {_shorten(self.image.reference)!r}")
         if self.layer is not None:
-            parts.append(f"repository {self.layer.repository_name!r}")
-            parts.append(f"layer {_shorten(self.layer.layer_digest)!r}")
-            if self.layer.registry_id is not None:
-                parts.append(f"registry {self.layer.registry_id}")
+            blob = "blob" if self.image is not None else "layer"
+            parts.append(f"{blob} {_shorten(self.layer.layer_digest)!r}")
+        if self.registry_id is not None:
+            parts.append(f"registry {self.registry_id}")
         if self.request_id is not None:
             parts.append(f"request id {self.request_id}")
         if self.attempts > 1:
@@ -202,6 +256,95 @@ class UnknownError(ECRError):
     """The service answered with an error code that ecr-layers does not know yet."""
 
     default_code = "UnknownError"
+
+
+class ImageError(ECRError):
+    """A failure about one image: ``repository_name`` and ``reference`` are always set."""
+
+    default_code = "ImageError"
+    image: ImageRef
+
+    def __init__(self, message: str = "", *, image: ImageRef | None, **kwargs: Any) -> None:
+        if image is None:
+            raise TypeError(f"{type(self).__name__} needs the image it is about")
+        super().__init__(message, image=image, **kwargs)
+
+    @property
+    def repository_name(self) -> str:
+        """The repository the call was about."""
+        return self.image.repository_name
+
+    @property
+    def reference(self) -> str:
+        """The tag or digest the call asked for."""
+        return self.image.reference
+
+
+class ImageNotFound(ImageError):
+    """No image with this tag or digest in the repository."""
+
+    default_code = "ImageNotFound"
+
+
+class ImageTagDoesNotMatchDigest(ImageNotFound):
+    """The tag and the digest asked for together name different images."""
+
+    default_code = "ImageTagDoesNotMatchDigest"
+
+
+class PlatformNotFound(ImageError):
+    """The image's index offers no manifest for the platform asked for.
+
+    ``platforms`` lists the ones it offers (attestations left out).
+    """
+
+    default_code = "PlatformNotFound"
+
+    def __init__(
+        self, message: str = "", *, platforms: tuple[str, ...] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.platforms = platforms
+
+
+class UnsupportedMediaType(ImageError):
+    """The manifest is Docker schema 1, or of a media type ecr-layers cannot read."""
+
+    default_code = "UnsupportedMediaType"
+
+    def __init__(self, message: str = "", *, media_type: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.media_type = media_type
+
+
+class UnableToGetUpstreamImage(ImageError):
+    """A pull-through cache could not fetch the image from its upstream registry."""
+
+    default_code = "UnableToGetUpstreamImageException"
+
+
+class ImageReferencedByManifestList(ImageError):
+    """The image is referenced by a manifest list, and the operation refused it for that."""
+
+    default_code = "ImageReferencedByManifestList"
+
+
+class ImageInaccessible(ImageError):
+    """The image exists but cannot be read (archived, or being restored)."""
+
+    default_code = "ImageInaccessible"
+
+
+class KmsError(ImageError):
+    """The KMS key that encrypts the repository refused or failed."""
+
+    default_code = "KmsError"
+
+
+class UpstreamAccessDenied(ImageError):
+    """A pull-through cache's upstream registry refused its credentials."""
+
+    default_code = "UpstreamAccessDenied"
 
 
 class LayerError(ECRError):
@@ -275,6 +418,20 @@ class UnsupportedDigest(DownloadError, ValueError):
     default_code = "UnsupportedDigest"
 
 
+class BlobTooLarge(DownloadError):
+    """A manifest or config is larger than its documented cap; it was not read past it."""
+
+    default_code = "BlobTooLarge"
+
+    def __init__(
+        self, message: str = "", *, size: int | None = None, limit: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        #: The size announced or read so far (None if the host did not say).
+        self.size = size
+        self.limit = limit
+
+
 class DestinationError(DownloadError, OSError):
     """The destination cannot be written: missing or read-only directory, a bad or too long
     name, a full disk.  ``errno`` is the operating system's, where it gave one."""
@@ -315,6 +472,24 @@ class Throttled(TransientError):
     """The service or the download host asked the client to slow down."""
 
     default_code = "ThrottlingException"
+
+
+class LimitExceeded(Throttled):
+    """The call would exceed a service quota of the account (``LimitExceededException``)."""
+
+    default_code = "LimitExceededException"
+
+
+class UpstreamTooManyRequests(Throttled, ImageError):
+    """A pull-through cache's upstream registry is throttling it."""
+
+    default_code = "UpstreamTooManyRequests"
+
+
+class UpstreamUnavailable(TransientError, ImageError):
+    """A pull-through cache's upstream registry is unavailable."""
+
+    default_code = "UpstreamUnavailable"
 
 
 class EndpointUnreachable(TransientError):

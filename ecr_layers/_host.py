@@ -107,6 +107,12 @@ class Job:
                 self._stale_on_arrival = 0
             return fresh
 
+    def use(self, url: LayerUrl) -> None:
+        """Start from *url*, looked up beforehand (in a batch), once it passes the URL checks."""
+        check_download_url(url.download_url, allow_http=self.allow_http, layer=self.layer)
+        with self._lock:
+            self._url = url
+
     def forget(self, url: LayerUrl) -> None:
         """Drop *url* (the download host said it expired), unless already renewed."""
         with self._lock:
@@ -191,6 +197,28 @@ class Job:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+@attrs.define
+class Crew:
+    """Downloads that stop together: one failure or Ctrl-C in a pull stops them all."""
+
+    _jobs: list[Job] = attrs.Factory(list)
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
+    cancelled: threading.Event = attrs.Factory(threading.Event)
+
+    def join(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.append(job)
+        if self.cancelled.is_set():
+            job.cancel()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.cancel()
 
 
 class _OneRecv:

@@ -131,7 +131,7 @@ def clean_leftovers(target: pathlib.Path) -> list[pathlib.Path]:
     tag = _tag(target.name)
     for candidate in target.parent.glob(f".*.{tag}{_TEMP_MARK}*.part"):
         match = _TEMP.fullmatch(candidate.name)
-        if match is None or match["tag"] != tag or _alive(int(match["pid"])):
+        if match is None or match["tag"] != tag or alive(int(match["pid"])):
             continue
         if not target.name.startswith(match["stem"]):
             continue
@@ -141,7 +141,8 @@ def clean_leftovers(target: pathlib.Path) -> list[pathlib.Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process *pid* (whose files these are) may still be running."""
     if pid == os.getpid():
         return True
     try:

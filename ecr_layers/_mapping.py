@@ -36,22 +36,35 @@ from ._exceptions import (
     ECRError,
     EndpointTimeout,
     EndpointUnreachable,
+    ImageError,
+    ImageInaccessible,
+    ImageNotFound,
+    ImageRef,
+    ImageReferencedByManifestList,
+    ImageTagDoesNotMatchDigest,
     InvalidParameter,
     InvalidResponse,
+    KmsError,
+    LayerError,
     LayerInaccessible,
     LayerRef,
     LayersNotFound,
+    LimitExceeded,
     RepositoryNotFound,
     ServerError,
     Throttled,
+    UnableToGetUpstreamImage,
     UnableToGetUpstreamLayer,
     UnknownError,
+    UpstreamAccessDenied,
+    UpstreamTooManyRequests,
+    UpstreamUnavailable,
 )
 from ._url import URL_IN_TEXT, redact_secrets, secrets_of
 
 #: Error code -> class.  The first block is what the service model lists for
-#: GetDownloadUrlForLayer (a test fails if the model grows one this table lacks);
-#: the rest are the common errors every AWS JSON service can answer.
+#: GetDownloadUrlForLayer and BatchGetImage (a test fails if the model grows one
+#: this table lacks); the rest are the common errors every AWS JSON service can answer.
 BY_CODE: dict[str, type[ECRError]] = {
     "InvalidParameterException": InvalidParameter,
     "LayerInaccessibleException": LayerInaccessible,
@@ -59,6 +72,9 @@ BY_CODE: dict[str, type[ECRError]] = {
     "RepositoryNotFoundException": RepositoryNotFound,
     "ServerException": ServerError,
     "UnableToGetUpstreamLayerException": UnableToGetUpstreamLayer,
+    "UnableToGetUpstreamImageException": UnableToGetUpstreamImage,
+    # A quota, not a rate: botocore's standard mode retries it as throttling, as we do.
+    "LimitExceededException": LimitExceeded,
     # Common errors.
     "AccessDeniedException": AccessDenied,
     "AccessDenied": AccessDenied,
@@ -92,7 +108,6 @@ BY_CODE: dict[str, type[ECRError]] = {
     "TransactionInProgressException": Throttled,
     "RequestLimitExceeded": Throttled,
     "BandwidthLimitExceeded": Throttled,
-    "LimitExceededException": Throttled,
     "SlowDown": Throttled,
     "PriorRequestNotComplete": Throttled,
     "EC2ThrottledException": Throttled,
@@ -100,6 +115,22 @@ BY_CODE: dict[str, type[ECRError]] = {
     "NoSuchKey": LayersNotFound,
     "NoSuchBucket": LayersNotFound,
     "ServiceUnavailableError": ServerError,
+}
+
+#: BatchGetImage's per-image failure codes (the model's ``ImageFailureCode`` enum; a
+#: test fails if it grows one this table lacks) -> class.
+BY_FAILURE_CODE: dict[str, type[ECRError]] = {
+    "ImageNotFound": ImageNotFound,
+    "ImageTagDoesNotMatchDigest": ImageTagDoesNotMatchDigest,
+    "InvalidImageDigest": InvalidParameter,
+    "InvalidImageTag": InvalidParameter,
+    "MissingDigestAndTag": InvalidParameter,
+    "ImageReferencedByManifestList": ImageReferencedByManifestList,
+    "ImageInaccessible": ImageInaccessible,
+    "KmsError": KmsError,
+    "UpstreamAccessDenied": UpstreamAccessDenied,
+    "UpstreamTooManyRequests": UpstreamTooManyRequests,
+    "UpstreamUnavailable": UpstreamUnavailable,
 }
 
 #: Everything botocore raises that is not a service's error response.
@@ -149,16 +180,47 @@ _XML_MESSAGE = re.compile(rb"<Message>([^<]{1,300})</Message>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def from_botocore(exc: Exception, layer: LayerRef | None) -> ECRError | None:
+def from_botocore(
+    exc: Exception, layer: LayerRef | None, image: ImageRef | None = None
+) -> ECRError | None:
     """Return the typed error for anything a botocore call raised; None if not botocore's."""
     if isinstance(exc, bce.ClientError):
-        return from_client_error(exc, layer)
+        return from_client_error(exc, layer, image)
     if isinstance(exc, BOTOCORE_ERRORS):
-        return from_botocore_error(exc, layer)
+        return from_botocore_error(exc, layer, image)
     return None
 
 
-def from_client_error(exc: bce.ClientError, layer: LayerRef | None) -> ECRError:
+def from_image_failure(
+    failure: Mapping[str, Any], image: ImageRef, request_id: str | None
+) -> ECRError:
+    """Return the typed error for one of BatchGetImage's per-image failures."""
+    code = _clean(str(failure.get("failureCode") or ""))
+    cls = _fitting(BY_FAILURE_CODE.get(code, UnknownError), None, image)
+    reason = _clean(str(failure.get("failureReason") or "")) or "(no reason given)"
+    extra: dict[str, Any] = {"parameter": "reference"} if cls is InvalidParameter else {}
+    return cls(
+        f"BatchGetImage could not return the image: {reason}",
+        code=code or cls.default_code,
+        request_id=request_id,
+        image=image,
+        **extra,
+    )
+
+
+def _fitting(cls: type[ECRError], layer: LayerRef | None, image: ImageRef | None) -> type[ECRError]:
+    # A layer's error from an image call (or the reverse) is not something the
+    # service documents; it is reported, not forced into a class that needs context.
+    if (issubclass(cls, LayerError) and layer is None) or (
+        issubclass(cls, ImageError) and image is None
+    ):
+        return UnknownError
+    return cls
+
+
+def from_client_error(
+    exc: bce.ClientError, layer: LayerRef | None, image: ImageRef | None = None
+) -> ECRError:
     """Return the typed error for a service error response."""
     response: dict[str, Any] = exc.response  # type: ignore[assignment]
     error = response.get("Error") or {}
@@ -166,17 +228,21 @@ def from_client_error(exc: bce.ClientError, layer: LayerRef | None) -> ECRError:
     code = str(error.get("Code") or "")
     status = meta.get("HTTPStatusCode")
     cls = _by_code_then_status(code, status if isinstance(status, int) else None, download=False)
+    cls = _fitting(cls, layer, image)
     return cls(
         _message(error.get("Message"), status),
         code=code or cls.default_code,
         request_id=meta.get("RequestId"),
         http_status=status,
         layer=layer,
+        image=image,
         retry_after=_retry_after((meta.get("HTTPHeaders") or {}).get("retry-after")),
     )
 
 
-def from_botocore_error(exc: Exception, layer: LayerRef | None) -> ECRError:
+def from_botocore_error(
+    exc: Exception, layer: LayerRef | None, image: ImageRef | None = None
+) -> ECRError:
     """Return the typed error for a botocore error raised before or around a response."""
     cls = next(
         (ours for theirs, ours in BY_BOTOCORE_CLASS if isinstance(exc, theirs)), UnknownError
@@ -184,7 +250,7 @@ def from_botocore_error(exc: Exception, layer: LayerRef | None) -> ECRError:
     if isinstance(exc, ValueError) and cls is UnknownError:
         cls = ConfigurationError  # botocore's "Invalid endpoint: ..." is a plain ValueError
     scrub(exc, _endpoint_secrets(exc))
-    return cls(_clean(str(exc)), code=cls.default_code, layer=layer)
+    return cls(_clean(str(exc)), code=cls.default_code, layer=layer, image=image)
 
 
 def from_download_answer(

@@ -133,6 +133,14 @@ class Pace:
                 raise self.slow
             self._since, self._count = now, 0
 
+    def count(self, received: int) -> None:
+        """Account for *received* bytes without checking: the next `check` judges them."""
+        self._count += received
+
+    def idle(self, seconds: float) -> None:
+        """Leave *seconds* out of the rate: time a stream's consumer spent between reads."""
+        self._since += seconds
+
 
 # (buffer, length, back to the ring?); a None buffer is a restart; None is the end.
 _Item = tuple[bytearray | None, int, bool] | None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._exceptions import InvalidParameter
+from ._exceptions import ImageRef, InvalidParameter
 
 if TYPE_CHECKING:
     from botocore.model import ServiceModel
@@ -27,6 +27,11 @@ OPERATION = "GetDownloadUrlForLayer"
 #: The model sets no maximum for ``layerDigest``; without one a 1 MB "digest" would be
 #: sent.  No registered algorithm comes near (sha512's digest is 135 characters).
 MAX_DIGEST_LENGTH = 255
+
+#: The model gives ``imageTag`` only lengths.  Every registry's tags are printable
+#: ASCII without "/", "@" or ":" (which would make a reference mean something
+#: else); anything outside that cannot name an image, so it is refused locally.
+_TAG = re.compile(r"[!-.0-9;-?A-~]+")
 
 _log = logging.getLogger("ecr_layers")
 
@@ -79,6 +84,35 @@ class Validator:
             params["registryId"] = registry_id
         return params
 
+    def image_params(
+        self, repository_name: object, reference: object, registry_id: object
+    ) -> tuple[dict[str, Any], ImageRef, bool]:
+        """Return BatchGetImage's parameters for one image, its `ImageRef`, and whether
+        *reference* is a digest (else a tag); raise `InvalidParameter` for a bad input.
+
+        A reference with a colon is a digest (tags cannot hold one), checked against
+        the layer digest's pattern and length, since the model gives ``imageDigest``
+        none; a tag against ``imageTag``'s rules.
+        """
+        rules = self.rules
+        rules["repositoryName"].check(repository_name)
+        if not isinstance(reference, str):
+            raise InvalidParameter(
+                f"reference must be a tag or digest str, got {type(reference).__name__}",
+                parameter="reference",
+            )
+        is_digest = ":" in reference
+        field = "imageDigest" if is_digest else "imageTag"
+        rules[field].check(reference)
+        params: dict[str, Any] = {
+            "repositoryName": repository_name,
+            "imageIds": [{field: reference}],
+        }
+        if registry_id is not None:
+            rules["registryId"].check(registry_id)
+            params["registryId"] = registry_id
+        return params, ImageRef(repository_name, reference, registry_id), is_digest  # type: ignore[arg-type]
+
 
 def rules_from_model(service_model: ServiceModel, operation: str = OPERATION) -> Validator:
     """Build the validator for *operation* from a botocore service model."""
@@ -93,6 +127,14 @@ def rules_from_model(service_model: ServiceModel, operation: str = OPERATION) ->
             min_length=meta.get("min"),
             max_length=meta.get("max", MAX_DIGEST_LENGTH if name == "layerDigest" else None),
         )
+    # An image's reference: a tag by the model's ImageTag shape; a digest by the same
+    # rule as a layer's (the model's ImageDigest states none).
+    if "ImageTag" in service_model.shape_names:
+        tag = service_model.shape_for("ImageTag").metadata
+        pattern = _compile("imageTag", tag.get("pattern")) or _TAG
+        rules["imageTag"] = Rule("imageTag", pattern, tag.get("min"), tag.get("max"))
+    if "layerDigest" in rules:
+        rules["imageDigest"] = attrs.evolve(rules["layerDigest"], field="imageDigest")
     return Validator(rules)
 
 

@@ -14,6 +14,7 @@ ALL_ERRORS = [
     if isinstance(cls, type) and issubclass(cls, ecr_layers.ECRError)
 ]
 LAYER = ecr_layers.LayerRef("team/app", "sha256:ab", "123456789012")
+IMAGE = ecr_layers.ImageRef("team/app", "v1", "123456789012")
 
 
 @pytest.mark.parametrize("cls", ALL_ERRORS)
@@ -24,10 +25,13 @@ def test_pickles_to_the_same_class_with_the_same_attributes(cls: type[ecr_layers
         request_id="rid-1",
         http_status=400,
         layer=LAYER,
+        image=IMAGE,
         attempts=3,
         retry_after=2.5,
     )
     clone = pickle.loads(pickle.dumps(exc))
+    assert clone.reference == "v1"
+    assert "image 'v1'" in str(clone)
     assert type(clone) is cls
     assert vars(clone) == vars(exc)
     assert str(clone) == str(exc)
@@ -59,6 +63,23 @@ def test_layer_errors_need_their_layer() -> None:
         if issubclass(cls, ecr_layers.LayerError):
             with pytest.raises(TypeError):
                 cls("x", layer=None)
+
+
+def test_image_errors_need_their_image() -> None:
+    # As for layers: in `except ImageNotFound as e`, e.reference is a str.
+    image_classes = [c for c in ALL_ERRORS if issubclass(c, ecr_layers.ImageError)]
+    assert ecr_layers.ImageTagDoesNotMatchDigest in image_classes
+    assert issubclass(ecr_layers.ImageTagDoesNotMatchDigest, ecr_layers.ImageNotFound)
+    for cls in image_classes:
+        with pytest.raises(TypeError):
+            cls("x", image=None)
+    error = ecr_layers.PlatformNotFound("no", platforms=("linux/amd64",), image=IMAGE)
+    assert pickle.loads(pickle.dumps(error)).platforms == ("linux/amd64",)
+    assert (error.repository_name, error.reference, error.registry_id) == (
+        "team/app",
+        "v1",
+        "123456789012",
+    )
 
 
 def test_every_class_is_exported_and_drawn_in_the_module_docstring() -> None:

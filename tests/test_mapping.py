@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -10,12 +11,13 @@ import pytest
 from botocore.stub import Stubber
 
 import ecr_layers
-from ecr_layers._mapping import BY_CODE
+from ecr_layers._mapping import BY_CODE, BY_FAILURE_CODE, from_image_failure
 
 if TYPE_CHECKING:
     from types_boto3_ecr.client import ECRClient
 
 DIGEST = "sha256:" + "ab" * 32
+IMAGE = ecr_layers.ImageRef("team/app", "v1")
 
 
 @pytest.fixture
@@ -34,12 +36,43 @@ def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
         )
 
 
-def test_every_error_the_model_lists_is_mapped() -> None:
+@pytest.mark.parametrize("operation", ["GetDownloadUrlForLayer", "BatchGetImage"])
+def test_every_error_the_model_lists_is_mapped(operation: str) -> None:
     model = botocore.session.get_session().get_service_model("ecr")
-    listed = {shape.name for shape in model.operation_model("GetDownloadUrlForLayer").error_shapes}
+    listed = {shape.name for shape in model.operation_model(operation).error_shapes}
     assert listed, "the model lists no errors: the test would prove nothing"
     missing = listed - set(BY_CODE)
     assert not missing, f"errors the model lists but the table lacks: {missing}"
+
+
+def test_every_image_failure_code_the_model_lists_is_mapped() -> None:
+    model = botocore.session.get_session().get_service_model("ecr")
+    codes = set(model.shape_for("ImageFailureCode").enum)  # type: ignore[attr-defined]
+    assert "ImageNotFound" in codes, "the model lists no codes: the test would prove nothing"
+    missing = codes - set(BY_FAILURE_CODE)
+    assert not missing, f"failure codes the model lists but the table lacks: {missing}"
+    for code, cls in BY_FAILURE_CODE.items():
+        error = from_image_failure({"failureCode": code}, IMAGE, "rid")
+        assert type(error) is cls
+        assert (error.code, error.image, error.request_id) == (code, IMAGE, "rid")
+
+
+def test_the_readme_errors_table_names_every_image_outcome() -> None:
+    """Each BatchGetImage code has a row naming its class and whether it is retried."""
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Errors", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1:4] for line in table.splitlines() if line.startswith("| ")]
+    expected: dict[str, type[ecr_layers.ECRError]] = {
+        **BY_FAILURE_CODE,
+        "LimitExceededException": ecr_layers.LimitExceeded,
+    }
+    expected["UnableToGetUpstreamImageException"] = ecr_layers.UnableToGetUpstreamImage
+    for code, cls in expected.items():
+        row = next((r for r in rows if f"`{code}`" in r[0]), None)
+        assert row is not None, f"no row for {code}"
+        assert f"`{cls.__name__}`" in row[1], f"{code}: {row[1]}"
+        answer = row[2].strip().split(",")[0]
+        assert answer == ("yes" if cls.retryable else "no"), f"{code}: {row[2]}"
 
 
 @pytest.mark.parametrize(

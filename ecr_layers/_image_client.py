@@ -1,0 +1,213 @@
+"""
+`LayerClient`'s image methods: ``get_image``, ``get_config``, ``open_layer`` and
+``pull_image``, each a thin front on the shared cores (`_images`, `_stream`, `_pull`)
+with the client's policies, budget and connection pool.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import InvalidParameter, LayerRef
+from ._images import MAX_CONFIG_BYTES
+from ._manifest import Image
+
+if TYPE_CHECKING:
+    import pathlib
+
+    import urllib3
+    from types_boto3_ecr.client import ECRClient
+
+    from ._host import Crew
+    from ._retry import RetryBudget, RetryPolicy
+    from ._url import LayerUrl
+    from ._validation import Validator
+
+#: The buffer `open_layer`'s reader puts in front of the connection.
+STREAM_BUFFER = 256 * 1024
+
+
+class ImageMethods:
+    """Mixed into `LayerClient`: the image as the unit of work."""
+
+    if TYPE_CHECKING:
+        _ecr: ECRClient
+        _validator: Validator
+        _retry_policy: RetryPolicy
+        _download_retry_policy: RetryPolicy
+        budget: RetryBudget
+
+        def _http(self) -> urllib3.PoolManager: ...
+        def _check_open(self) -> None: ...
+        def lookup_once(self, layer: LayerRef) -> LayerUrl: ...
+        def get_layer_urls(
+            self,
+            repository_name: str,
+            layer_digests: Any,
+            *,
+            registry_id: str | None = None,
+            max_workers: int = 16,
+        ) -> dict[str, Any]: ...
+        def _download(
+            self,
+            repository_name: object,
+            layer_digest: object,
+            destination: object,
+            *,
+            registry_id: object,
+            progress: Callable[[int, int | None], None] | None,
+            parallel: int | None,
+            verify: object = True,
+            allow_http: object = False,
+            url: LayerUrl | None = None,
+            crew: Crew | None = None,
+        ) -> pathlib.Path: ...
+
+    def get_image(
+        self,
+        repository_name: str,
+        reference: str,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+    ) -> Image:
+        """Return the image manifest a tag or digest names, verified, as an `Image`.
+
+        One ``BatchGetImage`` (two through an index or manifest list, which is
+        resolved to the manifest for *platform*, ``"os/arch[/variant]"``, by default
+        this machine's, as docker picks it; attestations are never chosen).  The
+        manifest's bytes must hash to the digest the service reports, and to
+        *reference* when it is a digest (`DigestMismatch`); they are capped at 4 MiB
+        (`BlobTooLarge`).  Errors: `InvalidParameter` before any request;
+        `ImageNotFound`, `PlatformNotFound`, `UnsupportedMediaType` (schema 1) and
+        a typed error for each of BatchGetImage's failure codes.
+        """
+        from . import _images, _retry
+
+        self._check_open()
+        return _images.get_image(
+            self._ecr,
+            self._validator,
+            lambda attempt: _retry.call(attempt, self._retry_policy, budget=self.budget),
+            repository_name,
+            reference,
+            registry_id=registry_id,
+            platform=platform,
+        )
+
+    def get_config(
+        self,
+        image: Image | str,
+        reference: str | None = None,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_bytes: int = MAX_CONFIG_BYTES,
+    ) -> dict[str, Any]:
+        """Return an image's config (its JSON object), read into memory and verified.
+
+        *image* is an `Image`, or a repository name with *reference* (and then
+        *registry_id* and *platform* as for `get_image`).  A config over *max_bytes*
+        is refused with `BlobTooLarge` before reading past the cap (before any request
+        when the manifest already says so).
+        """
+        from . import _images
+
+        limit = _images.check_max_bytes(max_bytes)
+        if isinstance(image, Image):
+            if reference is not None or registry_id is not None or platform is not None:
+                raise InvalidParameter(
+                    "give an Image alone, or a repository name and a reference",
+                    parameter="reference",
+                )
+            found = image
+        else:
+            if reference is None:
+                raise InvalidParameter(
+                    "a reference (tag or digest) is needed with a repository name",
+                    parameter="reference",
+                )
+            found = self.get_image(image, reference, registry_id=registry_id, platform=platform)
+        blob = found.config
+        layer = LayerRef(found.repository_name, blob.digest, found.registry_id)
+        if blob.size > limit:
+            from ._exceptions import BlobTooLarge
+
+            raise BlobTooLarge(
+                f"the image's config is {blob.size} bytes, over max_bytes={limit}",
+                size=blob.size,
+                limit=limit,
+                layer=layer,
+                image=found.ref,
+            )
+        with self._open_blob(layer, limit=limit) as stream:
+            data = stream.read()
+        return _images.parse_config(data, found)
+
+    def open_layer(
+        self, repository_name: str, layer_digest: str, *, registry_id: str | None = None
+    ) -> io.BufferedReader:
+        """Open a layer (or any blob of an image) for reading, straight from its URL.
+
+        Use it as a context manager; nothing is written to disk.  A cut connection
+        resumes with ``Range`` and an expired URL is renewed, within the
+        `download_retry_policy` (its ``timeout`` runs from the open).  The bytes are
+        hashed as they are read, and the read that reaches the end raises
+        `DigestMismatch` when they are wrong, so a consumer never sees a clean end
+        of a corrupt layer.  Closing early releases the connection.  The URL is
+        looked up here, so `LayersNotFound` and kin are raised by this call.
+        """
+        params = self._validator.params(repository_name, layer_digest, registry_id)
+        layer = LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
+        return self._open_blob(layer)
+
+    def _open_blob(self, layer: LayerRef, *, limit: int | None = None) -> io.BufferedReader:
+        from ._host import Job
+        from ._stream import LayerStream
+        from ._transfer import check_digest
+
+        algorithm = check_digest(layer.layer_digest, layer)
+        policy = self._download_retry_policy
+        deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
+        job = Job(self, self._http(), layer, False, policy, self.budget, deadline)
+        job.retrying(job.url)
+        return io.BufferedReader(LayerStream(job, algorithm, limit=limit), STREAM_BUFFER)
+
+    def pull_image(
+        self,
+        repository_name: str,
+        reference: str,
+        destination: str | os.PathLike[str],
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_parallel: int = 4,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Image:
+        """Pull an image into an OCI image layout at *destination*; return the `Image`.
+
+        The layout (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``) is created
+        if missing, and several images accumulate in it, each named in ``index.json``
+        by its reference (``org.opencontainers.image.ref.name``).  Every blob is
+        verified before it gets its content-addressed name, and blobs already there
+        are checked, not fetched again.  Up to *max_parallel* (1 to 16) blobs download
+        at once, on this client's connection pool.  ``index.json`` is replaced last,
+        atomically: a pull that fails or is killed leaves it as it was.  *progress*
+        is called with (bytes done, total bytes) for the whole image.
+        """
+        from . import _pull
+
+        return _pull.pull(
+            self,  # type: ignore[arg-type]
+            repository_name,
+            reference,
+            destination,
+            registry_id=registry_id,
+            platform=platform,
+            max_parallel=max_parallel,
+            progress=progress,
+        )

@@ -1,0 +1,208 @@
+"""
+Images: a tag or digest to one verified `Image` through ``BatchGetImage``, an index
+resolved to one platform's manifest, and the image's config read into memory.
+
+Each ``BatchGetImage`` is one attempt of the client's one retry layer; its
+per-image failures are mapped by `_mapping`, so the transient ones are retried like
+any other.  Bytes are checked before they are parsed: their size against the cap,
+then their digest, against the one the service reports and the one asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from ._exceptions import (
+    BlobTooLarge,
+    DigestMismatch,
+    ECRError,
+    ImageRef,
+    InvalidParameter,
+    InvalidResponse,
+    LayerRef,
+    UnsupportedMediaType,
+)
+from ._manifest import (
+    ACCEPTED_MEDIA_TYPES,
+    IMAGE_MANIFESTS,
+    INDEXES,
+    MAX_MANIFEST_BYTES,
+    Image,
+    Platform,
+    choose,
+    load,
+    manifest_parts,
+)
+from ._transfer import check_digest
+
+if TYPE_CHECKING:
+    from types_boto3_ecr.client import ECRClient
+
+    from ._validation import Validator
+
+T = TypeVar("T")
+#: The default cap on a config blob read into memory.
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
+
+
+@attrs.frozen
+class _Served:
+    """One image as ``BatchGetImage`` returned it."""
+
+    data: bytes
+    media_type: str | None
+    digest: str
+
+
+def get_image(
+    ecr: ECRClient,
+    validator: Validator,
+    retrying: Callable[[Callable[[], Any]], Any],
+    repository_name: object,
+    reference: object,
+    *,
+    registry_id: object,
+    platform: object,
+) -> Image:
+    """Return the verified image manifest *reference* names; see `LayerClient.get_image`."""
+    params, ref, by_digest = validator.image_params(repository_name, reference, registry_id)
+    wanted = Platform.this_machine() if platform is None else Platform.parse(platform)
+    served: _Served = retrying(lambda: _batch_get(ecr, params, ref))
+    if by_digest and served.digest.lower() != ref.reference.lower():
+        raise _mismatch(ref, ref.reference, served.digest, "the service answered for")
+    _verify(served.data, served.digest, ref)
+    kind, document = load(served.data, served.media_type, ref)
+    if kind not in INDEXES:
+        return _image(ref, served, kind, document)
+    entry, chosen, offered = choose(document, wanted, ref)
+    by_entry = {**params, "imageIds": [{"imageDigest": entry.digest}]}
+    manifest: _Served = retrying(lambda: _batch_get(ecr, by_entry, ref))
+    if len(manifest.data) != entry.size:
+        raise _mismatch(ref, entry.digest, manifest.digest, f"{len(manifest.data)} bytes, not")
+    _verify(manifest.data, entry.digest, ref)
+    kind, document = load(manifest.data, manifest.media_type or entry.media_type, ref)
+    if kind not in IMAGE_MANIFESTS:
+        raise UnsupportedMediaType(
+            f"the index's entry for {chosen} is itself an index ({kind})",
+            media_type=kind,
+            image=ref,
+        )
+    return attrs.evolve(
+        _image(ref, attrs.evolve(manifest, digest=entry.digest), kind, document),
+        platform=chosen,
+        index_digest=served.digest,
+        platforms=offered,
+    )
+
+
+def _image(ref: ImageRef, served: _Served, kind: str, document: dict[str, Any]) -> Image:
+    config, layers = manifest_parts(document, ref)
+    return Image(
+        repository_name=ref.repository_name,
+        registry_id=ref.registry_id,
+        reference=ref.reference,
+        digest=served.digest,
+        media_type=kind,
+        manifest_bytes=served.data,
+        config=config,
+        layers=layers,
+    )
+
+
+def _batch_get(ecr: ECRClient, params: dict[str, Any], ref: ImageRef) -> _Served:
+    """One ``BatchGetImage`` attempt for one image; a typed error for every failure."""
+    try:
+        response = ecr.batch_get_image(**params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES))
+    except Exception as exc:
+        from . import _mapping
+
+        mapped = _mapping.from_botocore(exc, None, ref)
+        if mapped is None:
+            raise
+        raise mapped from exc
+    request_id = (response.get("ResponseMetadata") or {}).get("RequestId")
+    failures, images = response.get("failures") or [], response.get("images") or []
+    if failures and not images:
+        from . import _mapping
+
+        raise _mapping.from_image_failure(failures[0], ref, request_id)
+    if len(images) != 1:
+        raise InvalidResponse(
+            f"BatchGetImage answered with {len(images)} images for one asked for",
+            request_id=request_id,
+            image=ref,
+        )
+    image: Any = images[0]
+    text, digest = image.get("imageManifest"), (image.get("imageId") or {}).get("imageDigest")
+    if not isinstance(text, str) or not isinstance(digest, str):
+        raise InvalidResponse(
+            "BatchGetImage answered without a manifest or its digest",
+            request_id=request_id,
+            image=ref,
+        )
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidResponse("the image manifest is not UTF-8", image=ref) from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise BlobTooLarge(
+            f"the image manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} cap",
+            size=len(data),
+            limit=MAX_MANIFEST_BYTES,
+            layer=_blob(ref, digest),
+            image=ref,
+        )
+    media_type = image.get("imageManifestMediaType")
+    return _Served(data, media_type if isinstance(media_type, str) else None, digest)
+
+
+def _verify(data: bytes, digest: str, ref: ImageRef) -> None:
+    try:
+        algorithm = check_digest(digest, _blob(ref, digest))
+    except ECRError:
+        raise InvalidResponse(
+            f"the service named the manifest by an unverifiable digest {digest[:80]!r}", image=ref
+        ) from None
+    actual = f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+    if actual != digest.lower():
+        raise _mismatch(ref, digest, actual, "the manifest's bytes hash to")
+
+
+def _mismatch(ref: ImageRef, expected: str, actual: str, what: str) -> DigestMismatch:
+    return DigestMismatch(
+        f"{what} {actual[:80]}, not {expected[:80]}",
+        expected=expected,
+        actual=actual,
+        layer=_blob(ref, expected),
+        image=ref,
+    )
+
+
+def _blob(ref: ImageRef, digest: str) -> LayerRef:
+    return LayerRef(ref.repository_name, digest, ref.registry_id)
+
+
+def check_max_bytes(max_bytes: object) -> int:
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise InvalidParameter(
+            f"max_bytes must be a positive int, got {max_bytes!r}", parameter="max_bytes"
+        )
+    return max_bytes
+
+
+def parse_config(data: bytes, image: Image) -> dict[str, Any]:
+    """Return a config blob's JSON object (its bytes already verified)."""
+    try:
+        config = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        config = None
+    if not isinstance(config, dict):
+        raise InvalidResponse(
+            f"the image's config {image.config.digest[:80]} is not a JSON object", image=image.ref
+        )
+    return config

@@ -1,0 +1,227 @@
+"""
+An OCI image layout on disk, as the OCI image-layout spec describes it:
+``oci-layout``, ``index.json`` and content-addressed ``blobs/<alg>/<hex>``.
+
+The invariants, kept through crashes and Ctrl-C:
+
+- every file under ``blobs/`` is whole and hashes to its name: blobs are written
+  and verified in a staging directory beside ``blobs/`` and moved in by rename
+  (then the directory is fsynced);
+- ``index.json`` is replaced atomically and last, under a lock, so it never names a
+  blob that is not there, and pulls into one layout accumulate instead of racing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errnos
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from ._exceptions import DestinationError, ImageRef, InvalidParameter, LayerRef
+from ._landing import Landing, alive
+from ._manifest import OCI_INDEX, Descriptor, Image
+
+LAYOUT_VERSION = "1.0.0"
+REF_NAME = "org.opencontainers.image.ref.name"
+#: Where blobs are written and verified before they get their name under blobs/.
+STAGING = ".ecr-layers-staging"
+_LOCK = ".ecr-layers.lock"
+# A staged blob's name ends in its pid, as do the temporary files of its download.
+_STAGED = re.compile(r"\.(\d+)-[0-9a-f]{8}(?:$|\.)")
+
+
+@attrs.define
+class Layout:
+    """One OCI image layout directory (created if missing; its parent must exist)."""
+
+    root: pathlib.Path
+    image: ImageRef
+
+    @classmethod
+    def open(cls, destination: object, image: ImageRef) -> Layout:
+        """Check *destination* and create the layout's skeleton; nothing is fetched yet."""
+        if not isinstance(destination, str | os.PathLike):
+            raise InvalidParameter(
+                f"destination must be a str or os.PathLike, got {type(destination).__name__}",
+                parameter="destination",
+            )
+        raw = os.fspath(destination)
+        if not isinstance(raw, str) or not raw or "\0" in raw:
+            raise InvalidParameter(
+                "destination must be a non-empty str path without NUL", parameter="destination"
+            )
+        layout = cls(pathlib.Path(raw), image)
+        with layout.os_errors(layout.root):
+            if layout.root.exists() and not layout.root.is_dir():
+                raise OSError(errnos.ENOTDIR, "not a directory")
+            layout.root.mkdir(exist_ok=True)
+            if not os.access(layout.root, os.W_OK | os.X_OK):
+                raise OSError(errnos.EACCES, "not writable")
+            layout.staging.mkdir(exist_ok=True)
+            layout.clean_staging()
+            layout._read_index(layout.root / "index.json")  # refused now, not after the pull
+            marker = layout.root / "oci-layout"
+            if not marker.exists():
+                data = json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
+                layout.land_file(marker, data, layout.ref(""))
+        return layout
+
+    @property
+    def staging(self) -> pathlib.Path:
+        return self.root / STAGING
+
+    def blob_path(self, digest: str) -> pathlib.Path:
+        algorithm, _, encoded = digest.partition(":")
+        return self.root / "blobs" / algorithm / encoded
+
+    def ref(self, digest: str) -> LayerRef:
+        return LayerRef(self.image.repository_name, digest, self.image.registry_id)
+
+    @contextlib.contextmanager
+    def os_errors(self, path: pathlib.Path, digest: str = "") -> Iterator[None]:
+        """Raise the file system's errors as `DestinationError` about *path*."""
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, DestinationError):
+                raise
+            code = exc.errno or errnos.EIO
+            raise DestinationError(
+                f"{str(path)!r}: {os.strerror(code)}",
+                errno=code,
+                path=str(path),
+                layer=self.ref(digest),
+                image=self.image,
+                code=errnos.errorcode.get(code, "DestinationError"),
+            ) from exc
+
+    def has(self, blob: Descriptor) -> bool:
+        """Whether *blob* is present, whole and verified; a damaged copy is removed."""
+        path = self.blob_path(blob.digest)
+        algorithm = blob.digest.partition(":")[0]
+        with self.os_errors(path, blob.digest):
+            try:
+                if path.stat().st_size != blob.size:
+                    raise ValueError
+                digest = hashlib.new(algorithm)
+                with path.open("rb") as file:
+                    while chunk := file.read(1024 * 1024):
+                        digest.update(chunk)
+                if f"{algorithm}:{digest.hexdigest()}" != blob.digest:
+                    raise ValueError
+            except FileNotFoundError:
+                return False
+            except ValueError:
+                path.unlink()  # damaged: fetched again, never trusted
+                return False
+        return True
+
+    def stage(self, digest: str) -> pathlib.Path:
+        """A fresh staging path for a blob: this process's own, so pulls never share one."""
+        return self.staging / f"{digest.replace(':', '-')}.{os.getpid()}-{os.urandom(4).hex()}"
+
+    def clean_staging(self) -> None:
+        """Remove what killed pulls left in staging; a running pull's files are kept."""
+        for path in self.staging.iterdir():
+            match = _STAGED.search(path.name)
+            if match is not None and not alive(int(match[1])):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def adopt(self, staged: pathlib.Path, digest: str) -> None:
+        """Move a verified, durable staged blob to its content-addressed name."""
+        target = self.blob_path(digest)
+        with self.os_errors(target, digest):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+            _fsync_directory(target.parent)
+
+    def add_blob(self, digest: str, data: bytes) -> None:
+        """Write verified bytes (a manifest) as a blob, through staging."""
+        staged = self.stage(digest)
+        self.land_file(staged, data, self.ref(digest))
+        self.adopt(staged, digest)
+
+    def land_file(self, target: pathlib.Path, data: bytes, layer: LayerRef) -> None:
+        landing = Landing(target, layer)
+        try:
+            with landing.os_errors():
+                landing.file.write(data)
+            landing.commit()
+        except BaseException:
+            landing.discard()
+            raise
+
+    def record(self, image: Image) -> None:
+        """Name *image* in ``index.json`` by its reference, atomically, replacing an older entry."""
+        path = self.root / "index.json"
+        with self.os_errors(path), self._locked():
+            index = self._read_index(path)
+            kept = [
+                entry
+                for entry in index["manifests"]
+                if not (isinstance(entry, dict) and _ref_name(entry) == image.reference)
+            ]
+            entry: dict[str, Any] = {
+                "mediaType": image.media_type,
+                "digest": image.digest,
+                "size": len(image.manifest_bytes),
+                "annotations": {REF_NAME: image.reference},
+            }
+            if image.platform is not None:
+                os_, arch, *variant = image.platform.split("/")
+                entry["platform"] = {"os": os_, "architecture": arch}
+                if variant:
+                    entry["platform"]["variant"] = variant[0]
+            index["manifests"] = [*kept, entry]
+            data = json.dumps(index, indent=2).encode() + b"\n"
+            self.land_file(path, data, self.ref(image.digest))
+
+    def _read_index(self, path: pathlib.Path) -> dict[str, Any]:
+        try:
+            index = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        except ValueError:
+            index = None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            # Someone else's file: never overwritten with a guess.
+            raise DestinationError(
+                f"{str(path)!r} is not an OCI image index; not changed",
+                errno=errnos.EINVAL,
+                path=str(path),
+                layer=self.ref(""),
+                image=self.image,
+            )
+        return index
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _ref_name(entry: dict[str, Any]) -> object:
+    annotations = entry.get("annotations")
+    return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+
+
+def _fsync_directory(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

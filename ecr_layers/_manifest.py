@@ -1,0 +1,256 @@
+"""
+Image manifests and indexes: media types, the frozen `Image` and `Descriptor`, parsing
+of what ``BatchGetImage`` serves, and choosing one platform's manifest from an index.
+
+Pure functions over bytes: no requests, so the parsers are tested with hypothesis
+on their own.  Every problem is a typed error about the image it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import platform as _platform
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._exceptions import (
+    ImageRef,
+    InvalidParameter,
+    InvalidResponse,
+    PlatformNotFound,
+    UnsupportedMediaType,
+)
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+#: What ``get_image`` asks ``BatchGetImage`` for: every media type it can read.
+ACCEPTED_MEDIA_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
+#: The cap registries put on manifests and indexes (distribution's default is 4 MiB).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+#: The digests the API and the OCI spec accept; only sha256/sha512 are verified.
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_PLATFORM = re.compile(r"([a-z0-9_.-]+)/([a-z0-9_.-]+)(?:/([a-z0-9_.-]+))?")
+
+# The OCI image spec's GOARCH names for what platform.machine() reports.
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv8l": "arm64",
+    "i386": "386",
+    "i486": "386",
+    "i586": "386",
+    "i686": "386",
+    "x86": "386",
+    "armv7l": "arm",
+    "armv7": "arm",
+    "armv6l": "arm",
+    "armhf": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+# Variants implied when none is given, as containerd's platform matcher does.
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+
+
+@attrs.frozen
+class Descriptor:
+    """A content descriptor: the media type, digest and size of a blob an image names."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = attrs.field(factory=dict, converter=dict, eq=False)
+
+
+@attrs.frozen
+class Image:
+    """One image manifest as ``BatchGetImage`` served it, verified against its digest.
+
+    ``manifest_bytes`` are exactly the bytes served (they hash to ``digest``).  When
+    the reference named an index or manifest list, ``index_digest`` is its digest,
+    ``platform`` the entry chosen from it and ``platforms`` every one it offers;
+    otherwise they are None and () (the platform is then in the image's config, see
+    ``get_config``).  ``total_size`` is what pulling it downloads: config and layers.
+    """
+
+    repository_name: str
+    registry_id: str | None
+    reference: str
+    digest: str
+    media_type: str
+    manifest_bytes: bytes = attrs.field(repr=False)
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    platform: str | None = None
+    index_digest: str | None = None
+    #: Every platform the index offers (attestations left out); () without an index.
+    platforms: tuple[str, ...] = ()
+
+    @property
+    def total_size(self) -> int:
+        """Bytes in the config and layers together."""
+        return self.config.size + sum(layer.size for layer in self.layers)
+
+    @property
+    def ref(self) -> ImageRef:
+        return ImageRef(self.repository_name, self.reference, self.registry_id)
+
+
+@attrs.frozen
+class Platform:
+    """An ``os/architecture[/variant]`` triple, normalised as the OCI image spec names them."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: object) -> Platform:
+        """Parse ``"os/arch[/variant]"``; raise `InvalidParameter` if it is not one."""
+        if not isinstance(text, str):
+            raise InvalidParameter(
+                f"platform must be a str like 'linux/amd64', got {type(text).__name__}",
+                parameter="platform",
+            )
+        match = _PLATFORM.fullmatch(text.lower())
+        if match is None:
+            raise InvalidParameter(
+                f"platform {text[:60]!r} is not os/arch[/variant], like 'linux/arm64/v8'",
+                parameter="platform",
+            )
+        return cls.of(match[1], match[2], match[3])
+
+    @classmethod
+    def of(cls, os: str, architecture: str, variant: str | None) -> Platform:
+        arch = _ARCH_ALIASES.get(architecture, architecture)
+        if architecture == "armv6l" and not variant:
+            variant = "v6"
+        return cls(os, arch, variant or _DEFAULT_VARIANT.get(arch))
+
+    @classmethod
+    def this_machine(cls) -> Platform:
+        """This machine's platform, as docker picks one: Linux unless on Windows."""
+        os = "windows" if sys.platform == "win32" else "linux"
+        return cls.of(os, _platform.machine().lower(), None)
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def parse_digest(reference: str) -> bool:
+    """Whether *reference* is a digest (``algorithm:encoded``) rather than a tag."""
+    return _DIGEST.fullmatch(reference) is not None
+
+
+def load(data: bytes, media_type: str | None, image: ImageRef) -> tuple[str, dict[str, Any]]:
+    """Return the media type and JSON object of a manifest or index's bytes.
+
+    The media type is the one the service reported, else the document's own.
+    Raises `UnsupportedMediaType` for anything but the four accepted types.
+    """
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidResponse("the image manifest is not JSON", image=image) from None
+    if not isinstance(document, dict):
+        raise InvalidResponse("the image manifest is not a JSON object", image=image)
+    kind = media_type or document.get("mediaType")
+    if kind is None and document.get("schemaVersion") == 1:
+        kind = "application/vnd.docker.distribution.manifest.v1+json"
+    if kind not in ACCEPTED_MEDIA_TYPES:
+        text = str(kind)[:100]
+        raise UnsupportedMediaType(
+            f"the image's manifest is of media type {text!r}; only OCI and Docker v2 "
+            "manifests and indexes can be read (Docker schema 1 is not supported)",
+            media_type=text,
+            image=image,
+        )
+    return kind, document
+
+
+def descriptor(raw: object, image: ImageRef, where: str) -> Descriptor:
+    """Return a `Descriptor` from a manifest's JSON, or raise `InvalidResponse`."""
+    if isinstance(raw, dict):
+        media_type, digest, size = raw.get("mediaType"), raw.get("digest"), raw.get("size")
+        annotations = raw.get("annotations") or {}
+        if (
+            isinstance(media_type, str)
+            and isinstance(digest, str)
+            and _DIGEST.fullmatch(digest)
+            and type(size) is int
+            and size >= 0
+            and isinstance(annotations, dict)
+            and all(isinstance(v, str) for v in annotations.values())
+        ):
+            return Descriptor(media_type, digest, size, annotations)
+    raise InvalidResponse(f"the image manifest's {where} is not a valid descriptor", image=image)
+
+
+def manifest_parts(
+    document: dict[str, Any], image: ImageRef
+) -> tuple[Descriptor, tuple[Descriptor, ...]]:
+    """Return an image manifest's config and layers."""
+    layers = document.get("layers")
+    if not isinstance(layers, list):
+        raise InvalidResponse("the image manifest has no list of layers", image=image)
+    return (
+        descriptor(document.get("config"), image, "config"),
+        tuple(descriptor(layer, image, f"layer {i}") for i, layer in enumerate(layers)),
+    )
+
+
+def choose(
+    document: dict[str, Any], wanted: Platform, image: ImageRef
+) -> tuple[Descriptor, str, tuple[str, ...]]:
+    """Return the index entry for *wanted*, its platform's name, and every platform offered.
+
+    Attestations (``unknown/unknown``, or a ``vnd.docker.reference.type``
+    annotation) are never chosen nor offered.  Raises `PlatformNotFound` listing
+    what the index offers.
+    """
+    entries = document.get("manifests")
+    if not isinstance(entries, list):
+        raise InvalidResponse("the image index has no list of manifests", image=image)
+    offered: list[tuple[Platform, Descriptor]] = []
+    for i, raw in enumerate(entries):
+        entry = descriptor(raw, image, f"manifest {i}")
+        found = _platform_of(raw, entry)
+        if found is not None and entry.media_type in IMAGE_MANIFESTS:
+            offered.append((found, entry))
+    names = tuple(dict.fromkeys(str(found) for found, _ in offered))
+    for found, entry in offered:
+        if found == wanted:
+            return entry, str(found), names
+    raise PlatformNotFound(
+        f"the image index offers no manifest for {wanted}; it offers "
+        + (", ".join(names) if names else "none"),
+        platforms=names,
+        image=image,
+    )
+
+
+def _platform_of(raw: dict[str, Any], entry: Descriptor) -> Platform | None:
+    if "vnd.docker.reference.type" in entry.annotations:
+        return None
+    spec = raw.get("platform")
+    if not isinstance(spec, dict):
+        return None
+    os, arch, variant = spec.get("os"), spec.get("architecture"), spec.get("variant")
+    if not isinstance(os, str) or not isinstance(arch, str) or os == "unknown":
+        return None
+    return Platform.of(
+        os.lower(), arch.lower(), variant.lower() if isinstance(variant, str) else None
+    )

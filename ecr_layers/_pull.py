@@ -1,0 +1,170 @@
+"""
+``pull_image``: an image's verified blobs into an OCI image layout.
+
+The order is what keeps the layout valid at every instant: the manifest is fetched
+and verified (`_images`), blobs already in the layout are checked and kept, the
+missing ones are looked up in one ``get_layer_urls`` batch and downloaded
+concurrently by the one download core (`_download`, staged outside ``blobs/``), and
+``index.json`` names the image last (`_layout`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import InvalidParameter
+from ._host import Crew
+from ._layout import Layout
+from ._manifest import Descriptor
+from ._transfer import AUTO_THRESHOLD, MAX_CONNECTIONS, Progress, check_digest
+
+if TYPE_CHECKING:
+    from ._client import LayerClient
+    from ._manifest import Image
+
+
+def pull(
+    client: LayerClient,
+    repository_name: object,
+    reference: object,
+    destination: object,
+    *,
+    registry_id: object,
+    platform: object,
+    max_parallel: object,
+    progress: Progress | None,
+) -> Image:
+    """Pull an image into an OCI layout; see `LayerClient.pull_image`."""
+    if (
+        not isinstance(max_parallel, int)
+        or isinstance(max_parallel, bool)
+        or not 1 <= max_parallel <= MAX_CONNECTIONS
+    ):
+        raise InvalidParameter(
+            f"max_parallel must be 1 to {MAX_CONNECTIONS}, got {max_parallel!r}",
+            parameter="max_parallel",
+        )
+    if progress is not None and not callable(progress):
+        raise InvalidParameter("progress must be callable", parameter="progress")
+    # Every input, the platform included, is checked before the layout is touched.
+    _, ref, _ = client._validator.image_params(repository_name, reference, registry_id)
+    if platform is not None:
+        from ._manifest import Platform
+
+        platform = str(Platform.parse(platform))
+    layout = Layout.open(destination, ref)
+    image = client.get_image(
+        ref.repository_name,
+        ref.reference,
+        registry_id=ref.registry_id,
+        platform=platform,
+    )
+    blobs = [image.config, *image.layers]
+    for blob in blobs:
+        check_digest(blob.digest, layout.ref(blob.digest))
+    tally = _Tally(image.total_size, progress)
+    missing: dict[str, Descriptor] = {}
+    for blob in blobs:
+        if blob.digest in missing:
+            continue
+        if layout.has(blob):
+            tally.add(blob.size)
+        else:
+            missing[blob.digest] = blob
+    manifest = Descriptor(image.media_type, image.digest, len(image.manifest_bytes))
+    if not layout.has(manifest):
+        layout.add_blob(image.digest, image.manifest_bytes)
+    if missing:
+        _fetch(
+            client, layout, image, list(missing.values()), max_parallel=max_parallel, tally=tally
+        )
+    layout.record(image)
+    return image
+
+
+def _fetch(
+    client: LayerClient,
+    layout: Layout,
+    image: Image,
+    blobs: list[Descriptor],
+    *,
+    max_parallel: int,
+    tally: _Tally,
+) -> None:
+    urls = client.get_layer_urls(
+        image.repository_name, [b.digest for b in blobs], registry_id=image.registry_id
+    )
+    for blob in blobs:
+        found = urls[blob.digest]
+        if isinstance(found, Exception):
+            raise found
+    crew = Crew()
+
+    def fetch(blob: Descriptor) -> None:
+        staged = layout.stage(blob.digest)
+        client._download(
+            image.repository_name,
+            blob.digest,
+            staged,
+            registry_id=image.registry_id,
+            url=urls[blob.digest],  # type: ignore[arg-type]
+            crew=crew,
+            # Small layers stream on one connection each; a large one may go ranged.
+            parallel=1 if blob.size < AUTO_THRESHOLD else None,
+            progress=tally.for_blob(),
+        )
+        layout.adopt(staged, blob.digest)
+
+    # Largest first: the long downloads start early and the short ones fill in.
+    ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
+    executor = ThreadPoolExecutor(min(max_parallel, len(ordered)), "ecr-layers-pull")
+    futures: list[Future[None]] = []
+    try:
+        futures = [executor.submit(fetch, blob) for blob in ordered]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        for future in futures:
+            future.result()
+    except BaseException:
+        # One blob failed for good, or Ctrl-C: stop the others now; each discards its
+        # temporary file on the way out, and the index is left as it was.
+        crew.cancel()
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Tally:
+    """One progress total for the whole image, summed over concurrent downloads."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self._total = total
+        self._done = 0
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._done += count
+            done = self._done
+        if self._progress is not None:
+            self._progress(done, self._total)
+
+    def for_blob(self) -> Callable[[int, int | None], None] | None:
+        if self._progress is None:
+            return None
+        seen = 0
+
+        def report(done: int, _total: Any) -> None:
+            nonlocal seen
+            step, seen = done - seen, done
+            self.add(step)
+
+        return report

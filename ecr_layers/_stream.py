@@ -1,0 +1,187 @@
+"""
+A layer as a readable stream: bytes straight from the pre-signed URL, no file.
+
+`LayerStream` is a raw binary file whose reads come from one connection at a time
+(a `_host.Job`, so the URL is renewed once for all and the bounds are the download's).
+A cut connection resumes with ``Range`` from the last byte handed out; the bytes are
+hashed as they pass, and the read that reaches the end raises `DigestMismatch`
+(keeping the last bytes back) instead of ending cleanly when they are wrong, so a
+consumer such as ``tarfile`` never sees a clean end of a corrupt layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import BlobTooLarge, DigestMismatch, ECRError, EndpointUnreachable
+from ._host import READ_ERRORS, Job, body
+from ._transfer import Pace, parse_range
+
+if TYPE_CHECKING:
+    import urllib3
+
+
+class LayerStream(io.RawIOBase):
+    """The bytes of one blob, read on demand, verified at the end; see `LayerClient.open_layer`.
+
+    *limit*, when given, refuses a blob larger than that many bytes (`BlobTooLarge`)
+    before reading past it.  Wrapped in an `io.BufferedReader` by ``open_layer``.
+    """
+
+    _pace: Pace
+
+    def __init__(self, job: Job, algorithm: str | None, *, limit: int | None = None) -> None:
+        super().__init__()
+        self._job = job
+        self._hash = hashlib.new(algorithm) if algorithm is not None else None
+        self._algorithm = algorithm
+        self._limit = limit
+        #: Bytes handed to the reader so far (and hashed).
+        self.position = 0
+        #: The blob's size once the host has said it.
+        self.size: int | None = None
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self._body: Any = None
+        self._url = ""
+        self._error: ECRError | None = None
+        self._end = False
+        self._returned_at = time.monotonic()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read up to ``len(buffer)`` bytes (one ``recv`` at most); 0 only at a verified end."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if self._error is not None:
+            raise self._error
+        view = memoryview(buffer).cast("B")
+        if self._end or not view:
+            return 0
+        best = self.position
+
+        def forward(error: BaseException) -> bool:
+            nonlocal best
+            moved = self.position > best
+            best = max(best, self.position)
+            return moved
+
+        try:
+            return int(self._job.retrying(lambda: self._read(view), forward))
+        except DigestMismatch as exc:
+            self._error = exc
+            raise
+        except BaseException:
+            self._drop()
+            raise
+        finally:
+            self._returned_at = time.monotonic()
+
+    def _read(self, view: memoryview) -> int:
+        if self._response is None:
+            self._connect()
+        else:
+            # Time the consumer spent between reads is not the connection's slowness.
+            self._pace.idle(time.monotonic() - self._returned_at)
+        self._pace.check(0)  # the deadline, Ctrl-C, and a connection that stayed too slow
+        wanted = view
+        if self.size is not None:
+            wanted = view[: self.size - self.position]
+        try:
+            got = self._body.readinto(wanted) if wanted else 0
+        except READ_ERRORS as exc:
+            self._drop()
+            from . import _mapping
+
+            raise _mapping.from_transport_error(exc, self._job.layer, self._url) from exc
+        self._pace.count(got)
+        if got:
+            self._check_limit(self.position + got)
+            self._hash_update(view[:got])
+            self.position += got
+            if self.position != self.size:
+                return got
+        elif self.size is not None and self.position < self.size:
+            self._drop()
+            raise EndpointUnreachable("the layer's body ended early", layer=self._job.layer)
+        # The end: the bytes of this read are handed out only if the whole is right.
+        self._verify()
+        self._end = True
+        self._release()
+        return got
+
+    def _connect(self) -> None:
+        job = self._job
+        self._pace = job.pace()
+        response, self._url = job.open(self.position, None)
+        self._response = response
+        try:
+            total = parse_range(response.status, response.headers, self.position, job.layer)
+            if self.size is None:
+                self.size = total
+                if total is not None:
+                    self._check_limit(total)
+            self._body = body(response)
+            if response.status == 200 and self.position:
+                self._skip(self.position)  # the host ignored Range: pass what was handed out
+        except BaseException:
+            self._drop()
+            raise
+
+    def _skip(self, count: int) -> None:
+        scratch = memoryview(bytearray(min(count, 1024 * 1024)))
+        while count:
+            got = self._body.readinto(scratch[: min(count, len(scratch))])
+            if not got:
+                raise EndpointUnreachable("the layer's body ended early", layer=self._job.layer)
+            self._pace.check(got)
+            count -= got
+
+    def _check_limit(self, size: int) -> None:
+        if self._limit is not None and size > self._limit:
+            self._drop()
+            raise BlobTooLarge(
+                f"the blob is larger than the {self._limit} bytes allowed; not read further",
+                size=self.size,
+                limit=self._limit,
+                layer=self._job.layer,
+            )
+
+    def _hash_update(self, data: memoryview) -> None:
+        if self._hash is not None:
+            self._hash.update(data)
+
+    def _verify(self) -> None:
+        if self._hash is None:
+            return
+        actual = f"{self._algorithm}:{self._hash.hexdigest()}"
+        expected = self._job.layer.layer_digest
+        if actual != expected:
+            self._drop()
+            raise DigestMismatch(
+                f"the layer's bytes hash to {actual}, not {expected}",
+                expected=expected,
+                actual=actual,
+                layer=self._job.layer,
+            )
+
+    def _release(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            self._job.done(response, whole=True)
+
+    def _drop(self) -> None:
+        # Closed, not returned to the pool: the rest of its body was never read.
+        response, self._response = self._response, None
+        if response is not None:
+            self._job.done(response, whole=False)
+
+    def close(self) -> None:
+        """Release the connection (closed if the body was not read to its end)."""
+        if not self.closed:
+            self._drop()
+        super().close()

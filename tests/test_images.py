@@ -1,0 +1,481 @@
+"""Images: get_image, get_config and open_layer against LocalECR, and anomalies via Stubber."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import botocore.session
+import pytest
+from botocore.stub import Stubber
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ecr_layers
+from ecr_layers._manifest import Platform
+from ecr_layers.testing import LocalECR, tar_layer
+
+if TYPE_CHECKING:
+    from types_boto3_ecr.client import ECRClient
+
+REPO = "team/app"
+FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.002, wait_jitter=0)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def ecr() -> Iterator[LocalECR]:
+    with LocalECR() as server:
+        yield server
+
+
+@pytest.fixture
+def client(ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
+    with ecr.client(retry_policy=FAST) as layer_client:
+        yield layer_client
+
+
+# -- get_image ------------------------------------------------------------------------
+
+
+def test_a_tag_naming_one_manifest_is_one_request(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    layers = [tar_layer({"etc/os-release": b"ID=demo\n"}), tar_layer({"app/main.py": b"print()"})]
+    seeded = ecr.push_layers_image(REPO, "v1", layers)
+    ecr.stats.reset()
+    image = client.get_image(REPO, "v1")
+    assert ecr.stats.count("BatchGetImage") == 1
+    assert ecr.stats.count() == 1
+    assert image.digest == seeded.digest == sha256(image.manifest_bytes)
+    assert image.media_type == "application/vnd.oci.image.manifest.v1+json"
+    assert [d.digest for d in image.layers] == [layer.digest for layer in layers]
+    assert [d.size for d in image.layers] == [len(layer.data) for layer in layers]
+    assert image.config.digest == seeded.config_digest
+    assert image.total_size == image.config.size + sum(len(layer.data) for layer in layers)
+    assert (image.platform, image.index_digest, image.reference) == (None, None, "v1")
+    # The same image by its digest.
+    assert client.get_image(REPO, image.digest) == attrs_evolve(image, reference=image.digest)
+
+
+def attrs_evolve(image: ecr_layers.Image, **changes: Any) -> ecr_layers.Image:
+    import attrs
+
+    return attrs.evolve(image, **changes)
+
+
+@pytest.mark.parametrize("kind", ["oci", "docker"])
+def test_an_index_resolves_to_the_platform_asked_for(
+    ecr: LocalECR, client: ecr_layers.LayerClient, kind: Literal["oci", "docker"]
+) -> None:
+    seeded = ecr.push_platform_image(
+        REPO, "multi", platforms=("linux/amd64", "linux/arm64/v8"), kind=kind
+    )
+    ecr.stats.reset()
+    image = client.get_image(REPO, "multi", platform="linux/arm64")
+    assert ecr.stats.count("BatchGetImage") == 2
+    arm = seeded.manifests["linux/arm64/v8"]
+    assert (image.digest, image.platform, image.index_digest) == (
+        arm.digest,
+        "linux/arm64/v8",
+        seeded.digest,
+    )
+    assert [d.digest for d in image.layers] == [layer.digest for layer in arm.layers]
+    assert sha256(image.manifest_bytes) == arm.digest
+    # The default is this machine's platform, normalised (x86_64 -> amd64).
+    here = str(Platform.this_machine())
+    if here in seeded.manifests:
+        assert client.get_image(REPO, "multi").digest == seeded.manifests[here].digest
+
+
+def test_attestations_are_never_chosen_and_platform_not_found_lists_the_offer(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    seeded = ecr.push_platform_image(REPO, "multi", platforms=("linux/amd64", "linux/arm/v7"))
+    assert seeded.attestation_digest is not None
+    for wanted in ("unknown/unknown", "linux/s390x", "windows/amd64"):
+        with pytest.raises(ecr_layers.PlatformNotFound) as caught:
+            client.get_image(REPO, "multi", platform=wanted)
+        assert caught.value.platforms == ("linux/amd64", "linux/arm/v7")
+        assert "linux/arm/v7" in str(caught.value)
+        assert (caught.value.repository_name, caught.value.reference) == (REPO, "multi")
+    # "linux/arm" means v7, as docker reads it.
+    assert client.get_image(REPO, "multi", platform="linux/arm").platform == "linux/arm/v7"
+
+
+@given(
+    st.sampled_from(["x86_64", "amd64", "aarch64", "arm64", "armv7l", "i686", "ppc64le"]),
+)
+def test_platform_names_are_normalised_as_the_oci_spec_names_them(machine: str) -> None:
+    platform = Platform.of("linux", machine, None)
+    assert platform.architecture in {"amd64", "arm64", "arm", "386", "ppc64le"}
+    assert Platform.parse(str(platform)) == platform
+
+
+@given(st.text(max_size=40))
+def test_platform_parsing_never_raises_anything_but_invalid_parameter(text: str) -> None:
+    try:
+        platform = Platform.parse(text)
+    except ecr_layers.InvalidParameter as exc:
+        assert exc.parameter == "platform"
+    else:
+        assert str(platform).count("/") in (1, 2)
+
+
+BAD_REFERENCES = [
+    "",
+    "x" * 301,
+    "has space",
+    "a/b",
+    "tag@sha",
+    "sha256:" + "z" * 64,
+    "sha256:",
+    "é",
+    None,
+    42,
+    b"v1",
+]
+
+
+@pytest.mark.parametrize("reference", BAD_REFERENCES)
+def test_bad_references_are_refused_before_any_request(
+    ecr: LocalECR, client: ecr_layers.LayerClient, reference: Any
+) -> None:
+    ecr.stats.reset()
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.get_image(REPO, reference)
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.get_image("Bad_Repo", "v1")
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.get_image(REPO, "v1", platform="linux")
+    assert ecr.stats.count() == 0
+
+
+@given(st.text(min_size=1, max_size=320))
+def test_tags_are_checked_by_the_documented_rules(reference: str) -> None:
+    validator = ecr_layers.LayerClient(
+        botocore.session.get_session().create_client(  # type: ignore[arg-type]
+            "ecr", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+        )
+    )._validator
+    try:
+        params, ref, by_digest = validator.image_params(REPO, reference, None)
+    except ecr_layers.InvalidParameter:
+        return
+    assert ref.reference == reference
+    assert len(reference) <= 300
+    assert by_digest == (":" in reference)
+    assert params["imageIds"] == [{("imageDigest" if by_digest else "imageTag"): reference}]
+
+
+def test_unknown_image_and_repository(ecr: LocalECR, client: ecr_layers.LayerClient) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    with pytest.raises(ecr_layers.ImageNotFound) as caught:
+        client.get_image(REPO, "nope")
+    assert caught.value.reference == "nope"
+    assert caught.value.code == "ImageNotFound"
+    with pytest.raises(ecr_layers.ImageNotFound):
+        client.get_image(REPO, "sha256:" + "0" * 64)
+    with pytest.raises(ecr_layers.RepositoryNotFound):
+        client.get_image("team/none", "v1")
+
+
+FAILURE_CODES = sorted(
+    botocore.session.get_session().get_service_model("ecr").shape_for("ImageFailureCode").enum  # type: ignore[attr-defined]
+)
+
+
+@pytest.mark.parametrize("code", FAILURE_CODES)
+def test_every_failure_code_is_its_own_typed_error_and_transient_ones_are_retried(
+    ecr: LocalECR, client: ecr_layers.LayerClient, code: str
+) -> None:
+    from ecr_layers._mapping import BY_FAILURE_CODE
+
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    cls = BY_FAILURE_CODE[code]
+    ecr.faults.fail_next_images(code, times=10)
+    ecr.stats.reset()
+    with pytest.raises(cls) as caught:
+        client.get_image(REPO, "v1")
+    assert type(caught.value) is cls
+    assert caught.value.code == code
+    assert caught.value.reference == "v1" or cls is ecr_layers.InvalidParameter
+    expected = FAST.attempts if cls.retryable else 1
+    assert ecr.stats.count("BatchGetImage") == expected
+    assert caught.value.attempts == expected
+
+
+def test_transient_failure_codes_recover(ecr: LocalECR, client: ecr_layers.LayerClient) -> None:
+    seeded = ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    ecr.faults.fail_next_images("UpstreamUnavailable", times=2)
+    ecr.stats.reset()
+    assert client.get_image(REPO, "v1").digest == seeded.digest
+    assert ecr.stats.count("BatchGetImage") == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "retried"),
+    [
+        ("LimitExceededException", ecr_layers.LimitExceeded, True),
+        ("UnableToGetUpstreamImageException", ecr_layers.UnableToGetUpstreamImage, False),
+        ("ServerException", ecr_layers.ServerError, True),
+        ("InvalidParameterException", ecr_layers.InvalidParameter, False),
+    ],
+)
+def test_batch_get_image_exceptions_are_typed(
+    ecr: LocalECR,
+    client: ecr_layers.LayerClient,
+    code: str,
+    cls: type[ecr_layers.ECRError],
+    retried: bool,
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    ecr.faults.fail_next("BatchGetImage", 10, code=code, status=500 if retried else 400)
+    ecr.stats.reset()
+    with pytest.raises(cls) as caught:
+        client.get_image(REPO, "v1")
+    assert caught.value.code == code
+    assert caught.value.image == ecr_layers.ImageRef(REPO, "v1")
+    assert ecr.stats.count("BatchGetImage") == (FAST.attempts if retried else 1)
+
+
+# -- anomalies the service should never send, through botocore's Stubber ---------------
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
+    ecr: ECRClient = botocore.session.get_session().create_client(  # type: ignore[assignment]
+        "ecr", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    with Stubber(ecr) as stubber:
+        yield ecr_layers.LayerClient(ecr, retry_policy=ecr_layers.RetryPolicy(attempts=1)), stubber
+
+
+def answer(stubber: Stubber, text: str, digest: str, media_type: str | None = None) -> None:
+    image: dict[str, Any] = {"imageId": {"imageDigest": digest}, "imageManifest": text}
+    if media_type is not None:
+        image["imageManifestMediaType"] = media_type
+    stubber.add_response("batch_get_image", {"images": [image], "failures": []})
+
+
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": "sha256:" + "c" * 64,
+            "size": 2,
+        },
+        "layers": [],
+    }
+)
+
+
+def test_manifest_bytes_must_hash_to_the_digest_served_and_asked_for(
+    stubbed: tuple[ecr_layers.LayerClient, Stubber],
+) -> None:
+    client, stubber = stubbed
+    answer(stubber, MANIFEST, "sha256:" + "0" * 64)
+    with pytest.raises(ecr_layers.DigestMismatch) as caught:
+        client.get_image(REPO, "v1")
+    assert caught.value.actual == sha256(MANIFEST.encode())
+    # A digest reference answered with another (well-formed) image.
+    answer(stubber, MANIFEST, sha256(MANIFEST.encode()))
+    with pytest.raises(ecr_layers.DigestMismatch):
+        client.get_image(REPO, "sha256:" + "1" * 64)
+    answer(stubber, MANIFEST, sha256(MANIFEST.encode()))
+    assert client.get_image(REPO, sha256(MANIFEST.encode())).layers == ()
+
+
+def test_schema_1_and_unknown_media_types_are_refused(
+    stubbed: tuple[ecr_layers.LayerClient, Stubber],
+) -> None:
+    client, stubber = stubbed
+    schema1 = json.dumps({"schemaVersion": 1, "name": "x", "fsLayers": []})
+    answer(stubber, schema1, sha256(schema1.encode()))
+    with pytest.raises(ecr_layers.UnsupportedMediaType):
+        client.get_image(REPO, "v1")
+    answer(stubber, MANIFEST, sha256(MANIFEST.encode()), "application/x-something")
+    with pytest.raises(ecr_layers.UnsupportedMediaType) as caught:
+        client.get_image(REPO, "v1")
+    assert caught.value.media_type == "application/x-something"
+
+
+def test_manifests_over_the_cap_are_refused(
+    stubbed: tuple[ecr_layers.LayerClient, Stubber],
+) -> None:
+    client, stubber = stubbed
+    big = MANIFEST[:-1] + ', "annotations": {"x": "' + "a" * (4 * 1024 * 1024) + '"}}'
+    answer(stubber, big, sha256(big.encode()))
+    with pytest.raises(ecr_layers.BlobTooLarge) as caught:
+        client.get_image(REPO, "v1")
+    assert caught.value.limit == 4 * 1024 * 1024
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_the_manifest_parser_raises_only_typed_errors(data: bytes) -> None:
+    from ecr_layers._manifest import load, manifest_parts
+
+    ref = ecr_layers.ImageRef(REPO, "v1")
+    try:
+        kind, document = load(data, None, ref)
+        manifest_parts(document, ref)
+    except ecr_layers.ECRError:
+        pass
+
+
+# -- get_config -----------------------------------------------------------------------
+
+
+def test_the_config_is_verified_and_names_the_uncompressed_layers(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    layers = [tar_layer({"a.txt": b"alpha"}), tar_layer({"b.txt": b"beta"})]
+    ecr.push_layers_image(REPO, "v1", layers, platform="linux/arm64/v8")
+    image = client.get_image(REPO, "v1")
+    ecr.stats.reset()
+    config = client.get_config(image)
+    assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in layers]
+    assert (config["os"], config["architecture"]) == ("linux", "arm64")
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 1
+    assert ecr.stats.blob_count(image.config.digest) == 1
+    # By repository and reference: the manifest first, then the config.
+    assert client.get_config(REPO, "v1") == config
+
+
+def test_a_config_over_the_cap_is_refused_before_reading_past_it(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    image = client.get_image(REPO, "v1")
+    ecr.stats.reset()
+    with pytest.raises(ecr_layers.BlobTooLarge) as caught:
+        client.get_config(image, max_bytes=image.config.size - 1)
+    assert ecr.stats.count() == 0  # the manifest said so: nothing was asked
+    assert caught.value.limit == image.config.size - 1
+    for bad in (0, -1, True, 1.5, "8"):
+        with pytest.raises(ecr_layers.InvalidParameter):
+            client.get_config(image, max_bytes=bad)  # type: ignore[arg-type]
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.get_config(REPO)
+
+
+def test_a_config_whose_size_lies_is_not_read_past_the_cap(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    image = client.get_image(REPO, "v1")
+    small = attrs_evolve(image, config=attrs_evolve_descriptor(image.config, size=10))
+    with pytest.raises(ecr_layers.BlobTooLarge):
+        client.get_config(small, max_bytes=20)
+
+
+def attrs_evolve_descriptor(
+    descriptor: ecr_layers.Descriptor, **changes: Any
+) -> ecr_layers.Descriptor:
+    import attrs
+
+    return attrs.evolve(descriptor, **changes)
+
+
+def test_a_corrupt_config_is_a_digest_mismatch(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    image = client.get_image(REPO, "v1")
+    ecr.faults.corrupt_next_blobs()
+    with pytest.raises(ecr_layers.DigestMismatch):
+        client.get_config(image)
+
+
+# -- open_layer -----------------------------------------------------------------------
+
+
+def names_in(stream: io.BufferedReader) -> list[str]:
+    with tarfile.open(fileobj=stream, mode="r|gz") as tar:
+        return [member.name for member in tar]
+
+
+def test_a_layer_streams_into_tarfile(ecr: LocalECR, client: ecr_layers.LayerClient) -> None:
+    layer = tar_layer({"etc/hosts": b"127.0.0.1 localhost\n", "bin/tool": b"\x7fELF" * 1000})
+    ecr.push_layers_image(REPO, "v1", [layer])
+    with client.open_layer(REPO, layer.digest) as stream:
+        assert names_in(stream) == sorted(layer.files)
+
+
+def test_a_cut_stream_resumes_with_range_and_an_expired_url_is_renewed(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    from ecr_layers.testing import random_layer
+
+    layer = random_layer(3 * 1024 * 1024, seed=1)
+    ecr.push_layers_image(REPO, "v1", [layer])
+    ecr.faults.truncate_next_blobs(1, after=1024 * 1024)
+    ecr.stats.reset()
+    with client.open_layer(REPO, layer.digest) as stream:
+        assert stream.read() == layer.data
+    assert ecr.stats.blob_count(layer.digest) == 2
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 1
+    # A URL that expires between the lookup and the first read is renewed once.
+    ecr.faults.expire_next_urls(1)
+    ecr.stats.reset()
+    with client.open_layer(REPO, layer.digest) as stream:
+        assert hashlib.sha256(stream.read()).hexdigest() == layer.digest.split(":")[1]
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 2
+
+
+def test_the_read_that_reaches_the_end_of_a_corrupt_layer_raises(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    layer = tar_layer({"a.txt": b"a" * 5000})
+    ecr.push_layers_image(REPO, "v1", [layer])
+    ecr.faults.corrupt_next_blobs()
+    with client.open_layer(REPO, layer.digest) as stream:
+        with pytest.raises(ecr_layers.DigestMismatch) as caught:
+            while stream.read(1000):
+                pass
+        # And it stays raised: no later read ends cleanly.
+        with pytest.raises(ecr_layers.DigestMismatch):
+            stream.read()
+    assert caught.value.expected == layer.digest
+    assert caught.value.layer_digest == layer.digest
+
+
+def test_closing_early_releases_the_connection(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    from ecr_layers.testing import random_layer
+
+    layer = random_layer(2 * 1024 * 1024, seed=2)
+    ecr.push_layers_image(REPO, "v1", [layer])
+    stream = client.open_layer(REPO, layer.digest)
+    assert stream.read(10) == layer.data[:10]
+    raw: Any = stream.raw
+    response = raw._response
+    assert response is not None
+    stream.close()
+    assert raw._response is None
+    assert response.closed
+    with pytest.raises(ValueError, match="closed"):
+        stream.read(1)
+
+
+def test_open_layer_checks_its_inputs_and_looks_up_at_once(
+    ecr: LocalECR, client: ecr_layers.LayerClient
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    ecr.stats.reset()
+    for digest in (None, 42, "notadigest", "sha256:abc"):
+        with pytest.raises((ecr_layers.InvalidParameter, ecr_layers.UnsupportedDigest)):
+            client.open_layer(REPO, digest)  # type: ignore[arg-type]
+    assert ecr.stats.count() == 0
+    with pytest.raises(ecr_layers.LayersNotFound):
+        client.open_layer(REPO, "sha256:" + "0" * 64)

@@ -1,0 +1,220 @@
+"""pull_image to an OCI image layout, checked on the server side and by skopeo."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import ecr_layers
+from ecr_layers.testing import LocalECR, random_layer, tar_layer
+
+REPO = "team/app"
+FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.002, wait_jitter=0)
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+@pytest.fixture
+def ecr() -> Iterator[LocalECR]:
+    with LocalECR() as server:
+        yield server
+
+
+@pytest.fixture
+def client(ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
+    with ecr.client(retry_policy=FAST) as layer_client:
+        yield layer_client
+
+
+def skopeo_path() -> str:
+    """skopeo, or a skip that says how to get it (a failure where CI requires it)."""
+    found = shutil.which("skopeo")
+    if found is None:
+        why = "skopeo is not installed (Debian/Ubuntu: apt-get install skopeo)"
+        if os.environ.get("ECR_LAYERS_REQUIRE_SKOPEO"):
+            pytest.fail(f"{why}, and ECR_LAYERS_REQUIRE_SKOPEO says it must run")
+        pytest.skip(why)
+    return found
+
+
+def skopeo_checks(layout: pathlib.Path, reference: str, image: ecr_layers.Image) -> None:
+    """An independent implementation reads what pull_image wrote."""
+    skopeo = skopeo_path()
+    inspect = subprocess.run(
+        [skopeo, "inspect", f"oci:{layout}:{reference}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert inspect.returncode == 0, inspect.stderr
+    seen = json.loads(inspect.stdout)
+    assert seen["Digest"] == image.digest
+    assert seen["Layers"] == [layer.digest for layer in image.layers]
+    out = layout.parent / f"copy-{reference.replace(':', '-')}"
+    copy = subprocess.run(
+        [skopeo, "copy", f"oci:{layout}:{reference}", f"dir:{out}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert copy.returncode == 0, copy.stderr  # skopeo verifies every blob it copies
+
+
+def check_layout(layout: pathlib.Path) -> dict[str, Any]:
+    """Every blob hashes to its name; the index names only blobs that are there."""
+    assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    for blob in (layout / "blobs").rglob("*"):
+        if blob.is_file():
+            algorithm = blob.parent.name
+            assert hashlib.new(algorithm, blob.read_bytes()).hexdigest() == blob.name
+    index = json.loads((layout / "index.json").read_text())
+    assert index["schemaVersion"] == 2
+    for entry in index["manifests"]:
+        path = layout / "blobs" / entry["digest"].replace(":", "/")
+        assert path.stat().st_size == entry["size"]
+    return index  # type: ignore[no-any-return]
+
+
+def test_a_pull_writes_a_layout_skopeo_reads(
+    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    layers = [tar_layer({"etc/os-release": b"ID=demo\n"}), random_layer(6 * 1024 * 1024, seed=3)]
+    ecr.push_layers_image(REPO, "v1", layers)
+    ecr.stats.reset()
+    seen: list[tuple[int, int | None]] = []
+    layout = tmp_path / "layout"
+    image = client.pull_image(REPO, "v1", layout, progress=lambda d, t: seen.append((d, t)))
+    # One BatchGetImage, one batch of lookups (config + layers), one GET per blob.
+    assert ecr.stats.count("BatchGetImage") == 1
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 3
+    assert ecr.stats.blob_count() == 3
+    assert seen[-1] == (image.total_size, image.total_size)
+    index = check_layout(layout)
+    [entry] = index["manifests"]
+    assert entry["digest"] == image.digest
+    assert entry["annotations"][REF_NAME] == "v1"
+    assert (layout / "blobs/sha256" / image.digest.split(":")[1]).read_bytes() == (
+        image.manifest_bytes
+    )
+    assert not list((layout / ".ecr-layers-staging").iterdir())
+    skopeo_checks(layout, "v1", image)
+
+
+def test_a_second_pull_fetches_nothing_and_a_shared_layer_is_fetched_once(
+    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    base, one, two = (tar_layer({f"{n}.txt": n.encode() * 100}) for n in ("base", "one", "two"))
+    ecr.push_layers_image(REPO, "v1", [base, one])
+    ecr.push_layers_image(REPO, "v2", [base, two])
+    layout = tmp_path / "layout"
+    first = client.pull_image(REPO, "v1", layout)
+    ecr.stats.reset()
+    assert client.pull_image(REPO, "v1", layout) == first
+    assert ecr.stats.blob_count() == 0
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 0
+    assert ecr.stats.count("BatchGetImage") == 1
+    second = client.pull_image(REPO, "v2", layout)
+    assert ecr.stats.blob_count(base.digest) == 0
+    assert ecr.stats.blob_count(two.digest) == 1
+    assert ecr.stats.blob_count(second.config.digest) == 1
+    index = check_layout(layout)
+    assert [e["annotations"][REF_NAME] for e in index["manifests"]] == ["v1", "v2"]
+    skopeo_checks(layout, "v1", first)
+    skopeo_checks(layout, "v2", second)
+
+
+def test_a_damaged_blob_is_fetched_again(
+    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    layer = tar_layer({"a.txt": b"a" * 1000})
+    ecr.push_layers_image(REPO, "v1", [layer])
+    layout = tmp_path / "layout"
+    client.pull_image(REPO, "v1", layout)
+    path = layout / "blobs/sha256" / layer.digest.split(":")[1]
+    path.write_bytes(b"X" + path.read_bytes()[1:])  # same size, wrong bytes
+    ecr.stats.reset()
+    client.pull_image(REPO, "v1", layout)
+    assert ecr.stats.blob_count(layer.digest) == 1
+    assert path.read_bytes() == layer.data
+    check_layout(layout)
+
+
+def test_an_index_reference_names_the_chosen_platforms_manifest(
+    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    seeded = ecr.push_platform_image(REPO, "multi", platforms=("linux/amd64", "linux/arm64/v8"))
+    layout = tmp_path / "layout"
+    ecr.stats.reset()
+    image = client.pull_image(REPO, "multi", layout, platform="linux/arm64/v8")
+    assert ecr.stats.count("BatchGetImage") == 2
+    assert image.digest == seeded.manifests["linux/arm64/v8"].digest
+    [entry] = check_layout(layout)["manifests"]
+    assert entry["digest"] == image.digest
+    assert entry["platform"] == {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    skopeo_checks(layout, "multi", image)
+
+
+def test_a_failed_pull_leaves_the_index_as_it_was(
+    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    layers = [random_layer(1024 * 1024, seed=n) for n in range(4)]
+    ecr.push_layers_image(REPO, "v2", layers)
+    layout = tmp_path / "layout"
+    client.pull_image(REPO, "v1", layout)
+    before = (layout / "index.json").read_bytes()
+    ecr.faults.corrupt_next_blobs(1)
+    with pytest.raises(ecr_layers.DigestMismatch):
+        client.pull_image(REPO, "v2", layout, max_parallel=2)
+    assert (layout / "index.json").read_bytes() == before
+    check_layout(layout)  # whatever landed is whole and verified
+    leftovers = [p for p in (layout / ".ecr-layers-staging").iterdir()]
+    assert leftovers == []
+    # And the next pull completes it.
+    image = client.pull_image(REPO, "v2", layout)
+    assert [e["annotations"][REF_NAME] for e in check_layout(layout)["manifests"]] == ["v1", "v2"]
+    skopeo_checks(layout, "v2", image)
+
+
+def test_pull_checks_everything_before_touching_the_disk(
+    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    ecr.stats.reset()
+    layout = tmp_path / "layout"
+    for kwargs in (
+        {"max_parallel": 0},
+        {"max_parallel": 17},
+        {"max_parallel": True},
+        {"platform": "nope"},
+        {"progress": 3},
+    ):
+        with pytest.raises(ecr_layers.InvalidParameter):
+            client.pull_image(REPO, "v1", layout, **kwargs)
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.pull_image(REPO, "bad tag", layout)
+    with pytest.raises(ecr_layers.InvalidParameter):
+        client.pull_image(REPO, "v1", 42)  # type: ignore[arg-type]
+    assert not layout.exists()
+    assert ecr.stats.count() == 0
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ecr_layers.DestinationError):
+        client.pull_image(REPO, "v1", tmp_path / "file")
+    with pytest.raises(ecr_layers.DestinationError):
+        client.pull_image(REPO, "v1", tmp_path / "missing" / "layout")
+    assert ecr.stats.count() == 0
+    # Someone else's index.json is never overwritten with a guess.
+    layout.mkdir()
+    (layout / "index.json").write_text("not json")
+    with pytest.raises(ecr_layers.DestinationError):
+        client.pull_image(REPO, "v1", layout)
+    assert (layout / "index.json").read_text() == "not json"
