@@ -337,8 +337,16 @@ def test_seed_demo_pushes_an_image_whose_layers_download() -> None:
             assert digest_of(body) == digest
             sizes.append(len(body))
         assert sizes == [64 * 1024, 1024 * 1024, 8 * 1024 * 1024]
-        image = ecr.botocore_client().batch_get_image(
-            repositoryName=repository, imageIds=[{"imageTag": "v1"}]
+        # v1 is a multi-platform index; the digests are its linux/amd64 manifest's layers.
+        client = ecr.botocore_client()
+        index = json.loads(
+            client.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": "v1"}])[
+                "images"
+            ][0]["imageManifest"]
+        )
+        [amd64] = [m for m in index["manifests"] if m["platform"]["architecture"] == "amd64"]
+        image = client.batch_get_image(
+            repositoryName=repository, imageIds=[{"imageDigest": amd64["digest"]}]
         )["images"][0]
         manifest = json.loads(image["imageManifest"])
         assert [layer["digest"] for layer in manifest["layers"]] == digests

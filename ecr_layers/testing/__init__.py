@@ -6,8 +6,9 @@ one and points the environment and ecr-layers' default client at it.
 """
 
 from ._faults import Failure, Faults, Record, Stats
-from ._oci import digest_of
+from ._layers import Layer, digest_of, random_layer, tar_layer
 from ._push import push_image_via_api, upload_layer_via_api
+from ._seed import SeededImage, SeededManifest
 from ._server import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_REGION,
@@ -23,10 +24,15 @@ __all__ = [
     "DEFAULT_SECRET_ACCESS_KEY",
     "Failure",
     "Faults",
+    "Layer",
     "LocalECR",
     "Record",
+    "SeededImage",
+    "SeededManifest",
     "Stats",
     "digest_of",
     "push_image_via_api",
+    "random_layer",
+    "tar_layer",
     "upload_layer_via_api",
 ]

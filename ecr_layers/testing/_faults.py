@@ -21,6 +21,7 @@ FaultName = Literal[
     "truncate",
     "corrupt",
     "ignore_range",
+    "fail_image",
 ]
 
 
@@ -118,6 +119,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failures: dict[str, list[Failure]] = {}
+        self._image_failures: list[tuple[str, str]] = []
         self._latency: dict[str | None, float] = {}
         self._blob_faults: dict[str, int] = {}
         self._blob_status: list[tuple[int, str, str]] = []
@@ -142,6 +144,20 @@ class Faults:
         failure = Failure(code, status, message, body, drop_connection)
         with self._lock:
             self._failures.setdefault(operation, []).extend([failure] * times)
+
+    def fail_next_images(self, code: str, times: int = 1, *, reason: str | None = None) -> None:
+        """Make every image the next *times* ``BatchGetImage`` calls ask for a failure of *code*.
+
+        *code* is one of the model's ``ImageFailureCode`` values (``KmsError``,
+        ``UpstreamTooManyRequests``...); `ValueError` for any other.
+        """
+        from ._shapes import image_failure_codes
+
+        codes = image_failure_codes()
+        if code not in codes:
+            raise ValueError(f"{code!r} is not a BatchGetImage failure code: {', '.join(codes)}")
+        with self._lock:
+            self._image_failures.extend([(code, reason or "Injected failure")] * times)
 
     def add_latency(self, seconds: float, operation: str | None = None) -> None:
         """Delay every API call (or only *operation*, or ``"blob"`` downloads) by *seconds*."""
@@ -178,6 +194,7 @@ class Faults:
         """Remove every fault."""
         with self._lock:
             self._failures.clear()
+            self._image_failures.clear()
             self._latency.clear()
             self._blob_faults.clear()
             self._blob_status.clear()
@@ -195,6 +212,10 @@ class Faults:
         with self._lock:
             queue = self._failures.get(operation)
             return queue.pop(0) if queue else None
+
+    def take_image_failure(self) -> tuple[str, str] | None:
+        with self._lock:
+            return self._image_failures.pop(0) if self._image_failures else None
 
     def take_blob_fault(self, kind: FaultName) -> bool:
         with self._lock:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._auth import AuthFailure, verify_sigv4
+from ._errors import ServiceError
 from ._faults import Failure, FaultName, Record
 from ._operations import OPERATIONS
 from ._s3 import RANGE, error_body, parse_range
 from ._shapes import read_request
 from ._signing import BLOB_PATH
-from ._store import ServiceError
 
 if TYPE_CHECKING:
     from ._server import LocalECR

@@ -52,10 +52,25 @@ def _get_download_url_for_layer(ecr: LocalECR, request: Request) -> Reply:
     return Reply({**response, "downloadUrl": url}, "expired_url" if expired else None)
 
 
+def _batch_get_image(ecr: LocalECR, request: Request) -> Reply:
+    response = ecr.registry.BatchGetImage(request)
+    # Taken once the repository is known to exist, like expired_url: a refused
+    # call leaves the fault for the next one.
+    injected = ecr.faults.take_image_failure()
+    if injected is None:
+        return Reply(response)
+    code, reason = injected
+    failures = [
+        {"imageId": image_id, "failureCode": code, "failureReason": reason}
+        for image_id in request["imageIds"]
+    ]
+    return Reply({"images": [], "failures": failures}, "fail_image")
+
+
 OPERATIONS: Mapping[str, Operation] = MappingProxyType(
     {
         "BatchCheckLayerAvailability": _registry(Registry.BatchCheckLayerAvailability),
-        "BatchGetImage": _registry(Registry.BatchGetImage),
+        "BatchGetImage": _batch_get_image,
         "CompleteLayerUpload": _registry(Registry.CompleteLayerUpload),
         "CreateRepository": _registry(Registry.CreateRepository),
         "DescribeRepositories": _registry(Registry.DescribeRepositories),

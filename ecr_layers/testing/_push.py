@@ -5,9 +5,11 @@ Push an image through ECR's own upload API, as ``docker push`` would.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._oci import digest_of, push_with
+from ._layers import Layer, digest_of
+from ._oci import push_image_with
 
 if TYPE_CHECKING:
     from types_boto3_ecr.client import ECRClient
@@ -16,20 +18,32 @@ _PART = 5 * 1024 * 1024
 
 
 def push_image_via_api(
-    client: ECRClient, repository_name: str, layers: list[bytes], tag: str | None = "latest"
+    client: ECRClient,
+    repository_name: str,
+    layers: Sequence[bytes | Layer],
+    tag: str | None = "latest",
 ) -> list[str]:
     """Create the repository if needed, upload *layers* and a manifest; return layer digests.
 
-    Works against any ECR endpoint the client points at, LocalECR or real ECR.
+    Works against any ECR endpoint the client points at, LocalECR or real ECR.  The
+    image is a linux/amd64 OCI image, as `LocalECR.push_image` stores.
     """
     with contextlib.suppress(client.exceptions.RepositoryAlreadyExistsException):
         client.create_repository(repositoryName=repository_name)
 
-    def put(manifest: str) -> None:
+    def put(manifest: str, media_type: str) -> None:
         extra = {"imageTag": tag} if tag else {}
-        client.put_image(repositoryName=repository_name, imageManifest=manifest, **extra)
+        client.put_image(
+            repositoryName=repository_name,
+            imageManifest=manifest,
+            imageManifestMediaType=media_type,
+            **extra,
+        )
 
-    return push_with(lambda data: upload_layer_via_api(client, repository_name, data), put, layers)
+    def upload(data: bytes) -> str:
+        return upload_layer_via_api(client, repository_name, data)
+
+    return list(push_image_with(upload, put, layers).layer_digests)
 
 
 def upload_layer_via_api(client: ECRClient, repository_name: str, data: bytes) -> str:

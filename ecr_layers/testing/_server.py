@@ -10,12 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _signing
+from . import _seed, _signing
 from ._faults import Faults, Stats
 from ._handler import Handler, Server
+from ._layers import Layer
+from ._oci import Kind
+from ._seed import SeededImage, SeededManifest
 from ._store import PullThroughRule, Registry
 
 if TYPE_CHECKING:
@@ -27,10 +31,6 @@ DEFAULT_ACCESS_KEY_ID = "AKIALOCALECR00000000"
 DEFAULT_SECRET_ACCESS_KEY = "localecr/secret/access/key/0000000000000"  # noqa: S105 (a documented test default)
 DEFAULT_REGION = "us-east-1"
 DEFAULT_REGISTRY_ID = "123456789012"
-
-_DEMO_REPOSITORY = "demo/app"
-_DEMO_TAG = "v1"
-_DEMO_LAYER_SIZES = (64 * 1024, 1024 * 1024, 8 * 1024 * 1024)
 
 
 class LocalECR:
@@ -128,10 +128,63 @@ class LocalECR:
         self.registry.create_repository(repository_name)
 
     def push_image(
-        self, repository_name: str, layers: list[bytes], tag: str | None = "latest"
+        self,
+        repository_name: str,
+        layers: Sequence[bytes | Layer],
+        tag: str | None = "latest",
     ) -> list[str]:
-        """Store *layers* and an image that references them; return the layers' digests."""
-        return self.registry.push_image(repository_name, layers, tag)
+        """Store *layers* and a linux/amd64 image that references them; return the layers' digests.
+
+        Raw bytes are stored as given; the config names them by their own digest
+        unless they are a gzip'd tar (then by the tar's).
+        """
+        return _seed.push_image(self.registry, repository_name, layers, tag)
+
+    def push_layers_image(
+        self,
+        repository_name: str,
+        tag: str | None,
+        layers: Sequence[Layer],
+        *,
+        platform: str = "linux/amd64",
+        kind: Kind = "oci",
+    ) -> SeededManifest:
+        """Store one image manifest of *layers* (``"oci"`` or ``"docker"``) for *platform*.
+
+        Tagged *tag* unless it is None.  Its config names *platform* and the layers'
+        real diff_ids.
+        """
+        return _seed.push_layers_image(
+            self.registry, repository_name, tag, layers, platform=platform, kind=kind
+        )
+
+    def push_platform_image(
+        self,
+        repository_name: str,
+        tag: str,
+        *,
+        platforms: Sequence[str] = _seed.DEFAULT_PLATFORMS,
+        layers: Mapping[str, Sequence[Layer]] | None = None,
+        kind: Kind = "oci",
+        attestation: bool = True,
+    ) -> SeededImage:
+        """Store a multi-platform image: a manifest per platform, and an index tagged *tag*.
+
+        *kind* ``"oci"`` writes OCI manifests and an OCI index, ``"docker"`` Docker v2
+        manifests and a manifest list.  Each platform's layers are *layers[platform]*,
+        or by default a base layer shared by every platform and one of its own.  With
+        *attestation* (OCI only), the index also names a provenance attestation of the
+        first platform's manifest, as buildx writes one.
+        """
+        return _seed.push_platform_image(
+            self.registry,
+            repository_name,
+            tag,
+            platforms=platforms,
+            layers=layers,
+            kind=kind,
+            attestation=attestation,
+        )
 
     def add_layer(self, repository_name: str, data: bytes) -> str:
         """Upload a layer that no image references (so it is inaccessible); return its digest."""
@@ -142,15 +195,24 @@ class LocalECR:
         self.registry.pull_through.append(PullThroughRule(prefix, upstream_reachable))
 
     def seed_demo(self) -> tuple[str, list[str]]:
-        """Push the demo image; return its repository name and its layers' digests.
+        """Push the demo image; return its repository name and its linux/amd64 layers' digests.
 
-        The image is ``demo/app:v1`` with three layers of random bytes (64 KiB,
-        1 MiB and 8 MiB): something to try ``url`` and ``download`` against at once.
-        It is stored directly, not through the API, so it works before the endpoint
-        serves.
+        Pushes `seed_demo_image`'s image and answers in the shape ``ecr-layers
+        serve --seed`` prints: something to try ``url`` and ``download`` against at once.
         """
-        layers = [os.urandom(size) for size in _DEMO_LAYER_SIZES]
-        return _DEMO_REPOSITORY, self.push_image(_DEMO_REPOSITORY, layers, tag=_DEMO_TAG)
+        image = self.seed_demo_image()
+        amd64 = image.manifests["linux/amd64"]
+        return image.repository_name, [layer.digest for layer in amd64.layers]
+
+    def seed_demo_image(self) -> SeededImage:
+        """Push the demo image and return it.
+
+        ``demo/app:v1`` is an OCI index for linux/amd64 and linux/arm64/v8 (with an
+        attestation); each platform's manifest has three layers of random bytes,
+        64 KiB (shared by both), 1 MiB and 8 MiB.  It is stored directly, not through
+        the API, so it works before the endpoint serves.
+        """
+        return _seed.push_demo_image(self.registry)
 
     # -- clients ----------------------------------------------------------------------
 

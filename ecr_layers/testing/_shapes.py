@@ -14,9 +14,16 @@ import functools
 import json
 from typing import Any
 
-from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureShape
+from botocore.model import (
+    ListShape,
+    MapShape,
+    ServiceModel,
+    Shape,
+    StringShape,
+    StructureShape,
+)
 
-from ._store import ServiceError
+from ._errors import ServiceError
 
 _JSON_KINDS = {
     dict: "an object",
@@ -35,6 +42,13 @@ def service_model() -> ServiceModel:
     import botocore.session
 
     return botocore.session.get_session().get_service_model("ecr")
+
+
+@functools.cache
+def image_failure_codes() -> tuple[str, ...]:
+    """Return the model's ``ImageFailureCode`` values: BatchGetImage's per-image failures."""
+    shape = service_model().shape_for("ImageFailureCode")
+    return tuple(shape.enum) if isinstance(shape, StringShape) else ()
 
 
 def read_request(operation: str, body: bytes) -> dict[str, Any]:

@@ -10,7 +10,6 @@ documents.  `._operations` lists which of them LocalECR serves.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import threading
 import uuid
@@ -23,19 +22,12 @@ from ecr_layers._exceptions import InvalidParameter
 from ecr_layers._validation import Validator, rules_from_model
 
 from ._blobs import BlobStore
-from ._oci import LAYER_TYPE, MANIFEST_TYPE, digest_of, push_with
+from ._errors import ServiceError
+from ._images import Manifest, check_references, check_tag, find_images, read_manifest
+from ._layers import digest_of
+from ._oci import OCI_LAYER
 
 _PART_SIZE = 10 * 1024 * 1024
-
-
-class ServiceError(Exception):
-    """An error response: the ``__type`` code, its message and HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(code, message, status)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 @attrs.define
@@ -44,12 +36,12 @@ class _Repository:
     created_at: dt.datetime
     # Layers uploaded to this repository, referenced or not.
     layers: set[str] = attrs.Factory(set)
-    # manifest digest -> manifest bytes
-    manifests: dict[str, bytes] = attrs.Factory(dict)
+    # manifest digest -> the manifest, its bytes exactly as put
+    manifests: dict[str, Manifest] = attrs.Factory(dict)
     tags: dict[str, str] = attrs.Factory(dict)
     # upload id -> bytes received so far
     uploads: dict[str, bytearray] = attrs.Factory(dict)
-    # digests that some image's manifest references (config and layers)
+    # blobs that some image manifest references (configs and layers): downloadable
     referenced: set[str] = attrs.Factory(set)
 
 
@@ -95,13 +87,6 @@ class Registry:
             self.blobs.put(digest, data)
             self._repos[repository_name].layers.add(digest)
         return digest
-
-    def push_image(self, repository_name: str, layers: list[bytes], tag: str | None) -> list[str]:
-        def put(manifest: str) -> None:
-            request = {"repositoryName": repository_name, "imageManifest": manifest}
-            self.PutImage({**request, "imageTag": tag} if tag else request)
-
-        return push_with(lambda data: self.add_layer(repository_name, data), put, layers)
 
     # -- Operations ---------------------------------------------------------------
 
@@ -212,27 +197,23 @@ class Registry:
         text = request.get("imageManifest")
         if not isinstance(text, str):
             raise ServiceError("InvalidParameterException", "imageManifest is required.")
-        try:
-            manifest = json.loads(text)
-            wanted = [manifest["config"]["digest"]] + [d["digest"] for d in manifest["layers"]]
-            if not all(isinstance(digest, str) for digest in wanted):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise ServiceError(
-                "InvalidParameterException", "The image manifest is not a valid image manifest."
-            ) from None
+        manifest = read_manifest(text, request.get("imageManifestMediaType"))
         tag = request.get("imageTag")
+        if tag is not None:
+            check_tag(tag)
+        image_digest = digest_of(manifest.data)
+        claimed = request.get("imageDigest")
+        if claimed is not None and claimed != image_digest:
+            raise ServiceError(
+                "ImageDigestDoesNotMatchException",
+                f"The image digest '{claimed}' does not match the digest Amazon ECR "
+                f"calculated for the manifest ({image_digest}).",
+            )
         with self._lock:
             repo = self._repo(request)
-            missing = [d for d in wanted if d not in repo.layers]
-            if missing:
-                raise ServiceError(
-                    "LayersNotFoundException",
-                    f"Layers {missing} referenced by the manifest are not in the repository.",
-                )
-            image_digest = digest_of(text.encode())
-            repo.manifests[image_digest] = text.encode()
-            repo.referenced.update(wanted)
+            check_references(manifest, repo.layers, repo.manifests)
+            repo.manifests[image_digest] = manifest
+            repo.referenced.update(manifest.blobs)
             if tag:
                 repo.tags[tag] = image_digest
         image_id = {"imageDigest": image_digest, **({"imageTag": tag} if tag else {})}
@@ -242,35 +223,28 @@ class Registry:
                 "repositoryName": repo.name,
                 "imageId": image_id,
                 "imageManifest": text,
-                "imageManifestMediaType": manifest.get("mediaType", MANIFEST_TYPE),
+                "imageManifestMediaType": manifest.media_type,
             }
         }
 
     def BatchGetImage(self, request: dict[str, Any]) -> dict[str, Any]:
-        images, failures = [], []
+        # acceptedMediaTypes is not consulted: ECR converts between Docker v2 and
+        # OCI image manifests pulled by tag, and otherwise serves what it stores,
+        # with its media type, accepted or not.  LocalECR never converts (the
+        # bytes served are the bytes put), so it always does the latter.
         with self._lock:
             repo = self._repo(request)
-            for image_id in request.get("imageIds") or []:
-                digest = image_id.get("imageDigest") or repo.tags.get(image_id.get("imageTag", ""))
-                if digest is None or digest not in repo.manifests:
-                    failures.append(
-                        {
-                            "imageId": image_id,
-                            "failureCode": "ImageNotFound",
-                            "failureReason": "Requested image not found",
-                        }
-                    )
-                    continue
-                text = repo.manifests[digest].decode()
-                images.append(
-                    {
-                        "registryId": self.registry_id,
-                        "repositoryName": repo.name,
-                        "imageId": {"imageDigest": digest, **_tag(image_id)},
-                        "imageManifest": text,
-                        "imageManifestMediaType": json.loads(text).get("mediaType", MANIFEST_TYPE),
-                    }
-                )
+            found, failures = find_images(request["imageIds"], repo.tags, repo.manifests)
+        images = [
+            {
+                "registryId": self.registry_id,
+                "repositoryName": repo.name,
+                "imageId": image_id,
+                "imageManifest": manifest.data.decode(),
+                "imageManifestMediaType": manifest.media_type,
+            }
+            for image_id, manifest in found
+        ]
         return {"images": images, "failures": failures}
 
     def BatchCheckLayerAvailability(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +258,7 @@ class Registry:
                             "layerDigest": digest,
                             "layerAvailability": "AVAILABLE",
                             "layerSize": self.blobs.size(digest),
-                            "mediaType": LAYER_TYPE,
+                            "mediaType": OCI_LAYER,
                         }
                     )
                 else:
@@ -361,7 +335,3 @@ def _repository_not_found(name: str, registry_id: str) -> ServiceError:
         "RepositoryNotFoundException",
         f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'",
     )
-
-
-def _tag(image_id: dict[str, Any]) -> dict[str, Any]:
-    return {"imageTag": image_id["imageTag"]} if "imageTag" in image_id else {}
