@@ -52,7 +52,7 @@ from ._url import redact_url
 
 if TYPE_CHECKING:
     from ._client import LayerClient
-    from .testing import LocalECR
+    from .testing import LocalECR, SeededImage
 
 # What the entry point, the parser's help and the tests take from here; the parser's
 # names are re-exported so that the command line has one module to import.
@@ -297,13 +297,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     ecr.faults.bandwidth = args.bandwidth
     # Ctrl-C is how serve is meant to end, whenever it comes: exit 0.
     with contextlib.suppress(KeyboardInterrupt), ecr:
-        _print_banner(ecr, ecr.seed_demo() if args.seed else None)
+        _print_banner(ecr, ecr.seed_demo_image() if args.seed else None)
         while True:
             time.sleep(3600)
     return 0
 
 
-def _print_banner(ecr: LocalECR, seeded: tuple[str, list[str]] | None) -> None:
+def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
     def say(text: str = "") -> None:
         print(text, flush=True)
 
@@ -313,15 +313,22 @@ def _print_banner(ecr: LocalECR, seeded: tuple[str, list[str]] | None) -> None:
     for name, value in ecr.env().items():
         say(f"export {name}={shlex.quote(value)}")
     if seeded is None:
-        say("# (serve --seed also pushes a demo image to try `ecr-layers url` and `download` on)")
+        say("# (serve --seed also pushes a demo image to try the commands on)")
         return
-    repository, digests = seeded
-    say(f"# Seeded repository {repository} with {len(digests)} layers:")
-    for digest in digests:
-        say(f"#   {digest}")
+    repository, tag = shlex.quote(seeded.repository_name), seeded.tag or "latest"
+    say(
+        f"# Seeded {seeded.repository_name}:{tag}, an index of {', '.join(seeded.manifests)}; "
+        "their layers:"
+    )
+    for platform, manifest in seeded.manifests.items():
+        for layer in manifest.layers:
+            say(f"#   {platform:<16} {layer.digest}")
+    digests = [layer.digest for layer in next(iter(seeded.manifests.values())).layers]
     say("# Then try:")
-    say(f"ecr-layers url {shlex.quote(repository)} {digests[0]}")
-    say(f"ecr-layers download {shlex.quote(repository)} {digests[-1]} -o .")
+    say(f"ecr-layers image {repository} {tag}")
+    say(f"ecr-layers pull {repository} {tag} -o ./layout")
+    say(f"ecr-layers url {repository} {digests[0]}")
+    say(f"ecr-layers download {repository} {digests[-1]} -o .")
 
 
 def _cmd_image(args: argparse.Namespace) -> int:

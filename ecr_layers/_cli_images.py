@@ -22,7 +22,7 @@ def image(args: argparse.Namespace) -> int:
         print(json.dumps(_as_json(found), indent=2))
         return 0
     for label, value in _rows(found):
-        print(printable(f"{label:<10} {value}"))
+        print(f"{label:<10} {printable(value)}")
     return 0
 
 

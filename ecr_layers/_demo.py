@@ -14,8 +14,9 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from ._default import download_layer, get_layer_url, set_default_client
-from ._exceptions import ECRError, LayerInaccessible, LayersNotFound
+from ._default import download_layer, get_image, get_layer_url, pull_image, set_default_client
+from ._exceptions import ECRError, LayerInaccessible, LayersNotFound, PlatformNotFound
+from ._manifest import Image
 from .testing import LocalECR
 
 _UNKNOWN_DIGEST = "sha256:" + "0" * 64
@@ -54,9 +55,15 @@ def run(*, quiet: bool = False, ecr: LocalECR | None = None) -> int:
 
 def _run(ecr: LocalECR, scratch: pathlib.Path, say: Say) -> None:
     say(f"LocalECR, an ECR endpoint in this process: {ecr.endpoint_url} (region {ecr.region_name})")
-    repository, digests = ecr.seed_demo()
-    say(f"Stored an image in it: {repository}, {len(digests)} layers of random bytes.")
+    seeded = ecr.seed_demo_image()
+    repository, tag = seeded.repository_name, seeded.tag or "latest"
+    say(
+        f"Stored a multi-platform image in it: {repository}:{tag}, an OCI index of "
+        f"{len(seeded.manifests)} platforms ({', '.join(seeded.manifests)}) and an attestation."
+    )
     say()
+    image = _show_image(ecr, repository, tag, say)
+    digests = [layer.digest for layer in image.layers]
     # From here on, every request LocalECR serves is one the demo explains.
     lookups_before = ecr.stats.count("GetDownloadUrlForLayer")
     blobs_before = ecr.stats.blob_count()
@@ -65,7 +72,7 @@ def _run(ecr: LocalECR, scratch: pathlib.Path, say: Say) -> None:
     lookups = ecr.stats.count("GetDownloadUrlForLayer") - lookups_before
     blobs = ecr.stats.blob_count() - blobs_before
 
-    say("Requests LocalECR served (counted on the server), and why:")
+    say("Requests LocalECR served for the layers above (counted on the server), and why:")
     # One get_layer_url per layer for the table, one inside each download_layer.
     layers = len(per_layer)
     asked = layers + layers + failed
@@ -83,6 +90,58 @@ def _run(ecr: LocalECR, scratch: pathlib.Path, say: Say) -> None:
     say(f"{head}{'=' if blobs == counted else '≠'} {sums}, the BLOB REQUESTS above: one per layer")
     say(f"{pad}that fits in the first ranged request; a larger layer takes that one")
     say(f"{pad}and then more for the rest")
+    say()
+    _pull_twice(ecr, image, scratch / "layout", say)
+
+
+def _show_image(ecr: LocalECR, repository: str, tag: str, say: Say) -> Image:
+    """get_image on the multi-platform tag: the platform it chose and what it offers."""
+    before = ecr.stats.count("BatchGetImage")
+    try:
+        image = get_image(repository, tag)
+        how = "this machine's platform"
+    except PlatformNotFound as exc:  # a machine none of the demo's platforms fits
+        image = get_image(repository, tag, platform=exc.platforms[0])
+        how = f"the first one offered (this machine's is not: {exc.message})"
+    calls = ecr.stats.count("BatchGetImage") - before
+    say(f"get_image({repository!r}, {tag!r}) resolved the index to {how}:")
+    say(f"  index     {image.index_digest}  offers {', '.join(image.platforms)}")
+    say(f"  platform  {image.platform}")
+    say(f"  manifest  {image.digest}  ({len(image.manifest_bytes)} bytes, verified)")
+    say(f"  config    {image.config.digest}  ({image.config.size:,} bytes)")
+    for number, layer in enumerate(image.layers, 1):
+        say(f"  layer {number}   {layer.digest}  ({layer.size:,} bytes)")
+    say(f"  {calls} BatchGetImage calls: the tag names an index, then its entry for the platform.")
+    say()
+    return image
+
+
+def _pull_twice(ecr: LocalECR, image: Image, layout: pathlib.Path, say: Say) -> None:
+    """pull_image into an OCI layout, then again: the second fetches no blob."""
+    say(f"pull_image() into an OCI image layout at {layout.name}/, twice:")
+    blobs_in_image = 1 + len(image.layers)  # the config and the layers
+    expected = {"first": (2, blobs_in_image, blobs_in_image), "second": (2, 0, 0)}
+    for attempt, wanted in expected.items():
+        ops = ("BatchGetImage", "GetDownloadUrlForLayer")
+        before = [ecr.stats.count(op) for op in ops]
+        blobs_before = ecr.stats.blob_count()
+        pulled = pull_image(image.repository_name, image.reference, layout, platform=image.platform)
+        calls, lookups = (ecr.stats.count(op) - b for op, b in zip(ops, before, strict=True))
+        seen = (calls, lookups, ecr.stats.blob_count() - blobs_before)
+        if pulled.digest != image.digest:
+            raise _Failed("pull_image pulled another manifest than get_image chose")
+        mark = "=" if seen == wanted else "≠ expected"
+        say(
+            f"  {attempt:<6}  {seen[0]} BatchGetImage, {seen[1]} GetDownloadUrlForLayer, "
+            f"{seen[2]} blob downloads  {mark} {wanted}"
+        )
+    say("  Both pulls resolve the tag (index, then manifest). The first looks up and fetches")
+    say(f"  the config and {len(image.layers)} layers in one batch; the second finds every blob")
+    say("  present and verified, and fetches none.")
+    on_disk = sorted(p.name[:12] for p in (layout / "blobs" / "sha256").iterdir())
+    say(f"  blobs/sha256/ holds {len(on_disk)} files (manifest, config, layers), each named by")
+    say("  its own hash; index.json names the image by its tag, for skopeo's oci:DIR:TAG.")
+    say()
 
 
 def _download_each(

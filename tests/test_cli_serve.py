@@ -143,13 +143,15 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
     _, lines = served
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    digests = re.findall(r"^#\s+(sha256:[0-9a-f]{64})$", "\n".join(lines), re.MULTILINE)
+    digests = re.findall(
+        r"^#\s+linux/amd64\s+(sha256:[0-9a-f]{64})$", "\n".join(lines), re.MULTILINE
+    )
     assert len(digests) >= 2
     assert any("demo/app" in line for line in lines if line.startswith("#"))
     # Exactly what a newcomer would paste: the export lines, then the examples.
     script = "\n".join(line for line in lines if not line.startswith("#"))
     commands = [line for line in lines if line.startswith("ecr-layers ")]
-    assert [c.split()[1] for c in commands] == ["url", "download"]
+    assert [c.split()[1] for c in commands] == ["image", "pull", "url", "download"]
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "ecr-layers").write_text(
@@ -164,7 +166,10 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
         check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    url, path = out.stdout.splitlines()
+    *shown, pulled, url, path = out.stdout.splitlines()
+    assert shown[0] == "image      demo/app:v1"
+    assert pulled.endswith(" ./layout:v1")
+    assert (work / "layout" / "index.json").is_file()
     assert url.startswith("http://127.0.0.1:")
     downloaded = work / pathlib.Path(path).name
     assert downloaded.is_file()
@@ -214,13 +219,24 @@ def test_the_demos_stated_counts_are_the_servers(
     )
     assert lookups is not None, out
     total, *parts = map(int, lookups.groups())
-    assert total == local_ecr.stats.count("GetDownloadUrlForLayer")
+    pulls = re.findall(
+        r"^\s+(?:first|second)\s+(\d+) BatchGetImage, (\d+) GetDownloadUrlForLayer, "
+        r"(\d+) blob downloads  = ",
+        out,
+        re.M,
+    )
+    assert len(pulls) == 2, out
+    pulled = [sum(int(p[i]) for p in pulls) for i in range(3)]
+    # get_image's two calls, then each pull's.
+    assert local_ecr.stats.count("BatchGetImage") == 2 + pulled[0]
+    assert total + pulled[1] == local_ecr.stats.count("GetDownloadUrlForLayer")
     assert total == sum(parts)
     assert parts[-1] == 2  # the two error demonstrations
     blobs = re.search(r"(\d+) blob downloads = ([\d +]+),", out)
     assert blobs is not None, out
     per_layer = [int(n) for n in blobs[2].split("+")]
-    assert int(blobs[1]) == local_ecr.stats.blob_count() == sum(per_layer)
+    assert int(blobs[1]) + pulled[2] == local_ecr.stats.blob_count()
+    assert int(blobs[1]) == sum(per_layer)
     # And the table's column says the same, row by row.
     rows = re.findall(r"^\s+sha256:\S+\s+[\d,]+\s+verified\s+[\d.]+ ms\s+(\d+)\s", out, re.M)
     assert [int(n) for n in rows] == per_layer
