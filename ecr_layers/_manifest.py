@@ -83,7 +83,7 @@ class Image:
     the reference named an index or manifest list, ``index_digest`` is its digest,
     ``platform`` the entry chosen from it and ``platforms`` every one it offers;
     otherwise they are None and () (the platform is then in the image's config, see
-    ``get_config``).  ``total_size`` is what pulling it downloads: config and layers.
+    ``get_config``).  ``total_size`` adds up the config and the layers as listed.
     """
 
     repository_name: str

@@ -65,15 +65,14 @@ def pull(
     blobs = [image.config, *image.layers]
     for blob in blobs:
         check_digest(blob.digest, layout.ref(blob.digest))
-    tally = _Tally(image.total_size, progress)
+    unique = {blob.digest: blob for blob in blobs}  # a manifest may list a layer twice
+    tally = _Tally(sum(blob.size for blob in unique.values()), progress)
     missing: dict[str, Descriptor] = {}
-    for blob in blobs:
-        if blob.digest in missing:
-            continue
+    for digest, blob in unique.items():
         if layout.has(blob):
             tally.add(blob.size)
         else:
-            missing[blob.digest] = blob
+            missing[digest] = blob
     manifest = Descriptor(image.media_type, image.digest, len(image.manifest_bytes))
     if not layout.has(manifest):
         layout.add_blob(image.digest, image.manifest_bytes)
