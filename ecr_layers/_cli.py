@@ -22,7 +22,7 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from ._cli_parser import PARALLEL_MAX, PARALLEL_MIN, UsageError
@@ -227,21 +227,16 @@ def _cmd_url(args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     destination = args.output if args.output is not None else "."
-    with _client(args) as client:
-        bar = _progress_bar(quiet=args.quiet, stream=sys.stderr)
-        try:
-            path = client.download_layer(
-                args.repository,
-                args.digest,
-                destination,
-                registry_id=args.registry_id,
-                progress=bar.update if bar is not None else None,
-                parallel=args.parallel,
-                verify=not args.no_verify,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
+    with _client(args) as client, progress_bar(args) as progress:
+        path = client.download_layer(
+            args.repository,
+            args.digest,
+            destination,
+            registry_id=args.registry_id,
+            progress=progress,
+            parallel=args.parallel,
+            verify=not args.no_verify,
+        )
     if not args.quiet:
         print(path)
     return 0
@@ -264,6 +259,17 @@ class _Bar:
 
     def close(self) -> None:
         self._bar.close()
+
+
+@contextlib.contextmanager
+def progress_bar(args: argparse.Namespace) -> Iterator[Callable[[int, int | None], None] | None]:
+    """Yield the progress callback of a bar on stderr (None without one), closed after."""
+    bar = _progress_bar(quiet=args.quiet, stream=sys.stderr)
+    try:
+        yield bar.update if bar is not None else None
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _progress_bar(*, quiet: bool, stream: TextIO | None) -> _Bar | None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from ._cli import _client, _progress_bar, printable
+from ._cli import _client, printable, progress_bar
 from ._manifest import Image
 
 
@@ -71,20 +70,15 @@ def _size(count: int) -> str:
 
 
 def pull(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        bar = _progress_bar(quiet=args.quiet, stream=sys.stderr)
-        try:
-            found = client.pull_image(
-                args.repository,
-                args.reference,
-                args.output,
-                registry_id=args.registry_id,
-                platform=args.platform,
-                max_parallel=args.parallel,
-                progress=bar.update if bar is not None else None,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
+    with _client(args) as client, progress_bar(args) as progress:
+        found = client.pull_image(
+            args.repository,
+            args.reference,
+            args.output,
+            registry_id=args.registry_id,
+            platform=args.platform,
+            max_parallel=args.parallel,
+            progress=progress,
+        )
     print(printable(f"{found.digest} {args.output}:{found.reference}"))
     return 0

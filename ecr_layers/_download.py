@@ -32,11 +32,12 @@ from ._host import Crew, Job, Reader, URLSource, body, read
 from ._landing import Landing, resolve_destination
 from ._retry import RetryBudget, RetryPolicy
 from ._transfer import (
-    MAX_CONNECTIONS,
     Pace,
     Progress,
     Sink,
+    check_connections,
     check_digest,
+    check_progress,
     connections_for,
     parse_range,
     ranges,
@@ -101,17 +102,9 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     for name, value in (("verify", verify), ("allow_http", allow_http)):
         if not isinstance(value, bool):
             raise InvalidParameter(f"{name} must be a bool", parameter=name)
-    if parallel is not None and (
-        not isinstance(parallel, int)
-        or isinstance(parallel, bool)
-        or not 1 <= parallel <= MAX_CONNECTIONS
-    ):
-        raise InvalidParameter(
-            f"parallel must be None or 1 to {MAX_CONNECTIONS}, got {parallel!r}",
-            parameter="parallel",
-        )
-    if progress is not None and not callable(progress):
-        raise InvalidParameter("progress must be callable", parameter="progress")
+    if parallel is not None:
+        check_connections(parallel, "parallel", none_too=True)
+    check_progress(progress)
     algorithm = check_digest(digest, layer) if verify else "sha256"
     target = resolve_destination(destination, digest, layer)
 

@@ -10,62 +10,29 @@ import io
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._exceptions import InvalidParameter, LayerRef
 from ._images import MAX_CONFIG_BYTES
 from ._manifest import Image
 
 if TYPE_CHECKING:
-    import pathlib
-
-    import urllib3
-    from types_boto3_ecr.client import ECRClient
-
-    from ._host import Crew
-    from ._retry import RetryBudget, RetryPolicy
-    from ._url import LayerUrl
-    from ._validation import Validator
+    from ._client import LayerClient
 
 #: The buffer `open_layer`'s reader puts in front of the connection.
 STREAM_BUFFER = 256 * 1024
 
 
 class ImageMethods:
-    """Mixed into `LayerClient`: the image as the unit of work."""
+    """Mixed into `LayerClient`: the image as the unit of work.
 
-    if TYPE_CHECKING:
-        _ecr: ECRClient
-        _validator: Validator
-        _retry_policy: RetryPolicy
-        _download_retry_policy: RetryPolicy
-        budget: RetryBudget
+    Each method works on the client it is mixed into (``self._client``), whose
+    policies, budget, validator and pools it uses as they are.
+    """
 
-        def _http(self) -> urllib3.PoolManager: ...
-        def _check_open(self) -> None: ...
-        def lookup_once(self, layer: LayerRef) -> LayerUrl: ...
-        def get_layer_urls(
-            self,
-            repository_name: str,
-            layer_digests: Any,
-            *,
-            registry_id: str | None = None,
-            max_workers: int = 16,
-        ) -> dict[str, Any]: ...
-        def _download(
-            self,
-            repository_name: object,
-            layer_digest: object,
-            destination: object,
-            *,
-            registry_id: object,
-            progress: Callable[[int, int | None], None] | None,
-            parallel: int | None,
-            verify: object = True,
-            allow_http: object = False,
-            url: LayerUrl | None = None,
-            crew: Crew | None = None,
-        ) -> pathlib.Path: ...
+    @property
+    def _client(self) -> LayerClient:
+        return cast("LayerClient", self)
 
     def get_image(
         self,
@@ -88,11 +55,12 @@ class ImageMethods:
         """
         from . import _images, _retry
 
-        self._check_open()
+        client = self._client
+        client._check_open()
         return _images.get_image(
-            self._ecr,
-            self._validator,
-            lambda attempt: _retry.call(attempt, self._retry_policy, budget=self.budget),
+            client._ecr,
+            client._validator,
+            lambda attempt: _retry.call(attempt, client._retry_policy, budget=client.budget),
             repository_name,
             reference,
             registry_id=registry_id,
@@ -161,7 +129,7 @@ class ImageMethods:
         of a corrupt layer.  Closing early releases the connection.  The URL is
         looked up here, so `LayersNotFound` and kin are raised by this call.
         """
-        params = self._validator.params(repository_name, layer_digest, registry_id)
+        params = self._client._validator.params(repository_name, layer_digest, registry_id)
         layer = LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
         return self._open_blob(layer)
 
@@ -170,10 +138,11 @@ class ImageMethods:
         from ._stream import LayerStream
         from ._transfer import check_digest
 
+        client = self._client
         algorithm = check_digest(layer.layer_digest, layer)
-        policy = self._download_retry_policy
+        policy = client._download_retry_policy
         deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
-        job = Job(self, self._http(), layer, False, policy, self.budget, deadline)
+        job = Job(client, client._http(), layer, False, policy, client.budget, deadline)
         job.retrying(job.url)
         return io.BufferedReader(LayerStream(job, algorithm, limit=limit), STREAM_BUFFER)
 
@@ -202,7 +171,7 @@ class ImageMethods:
         from . import _pull
 
         return _pull.pull(
-            self,  # type: ignore[arg-type]
+            self._client,
             repository_name,
             reference,
             destination,

@@ -15,11 +15,16 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InvalidParameter
 from ._host import Crew
 from ._layout import Layout
 from ._manifest import Descriptor
-from ._transfer import AUTO_THRESHOLD, MAX_CONNECTIONS, Progress, check_digest
+from ._transfer import (
+    AUTO_THRESHOLD,
+    Progress,
+    check_connections,
+    check_digest,
+    check_progress,
+)
 
 if TYPE_CHECKING:
     from ._client import LayerClient
@@ -38,17 +43,8 @@ def pull(
     progress: Progress | None,
 ) -> Image:
     """Pull an image into an OCI layout; see `LayerClient.pull_image`."""
-    if (
-        not isinstance(max_parallel, int)
-        or isinstance(max_parallel, bool)
-        or not 1 <= max_parallel <= MAX_CONNECTIONS
-    ):
-        raise InvalidParameter(
-            f"max_parallel must be 1 to {MAX_CONNECTIONS}, got {max_parallel!r}",
-            parameter="max_parallel",
-        )
-    if progress is not None and not callable(progress):
-        raise InvalidParameter("progress must be callable", parameter="progress")
+    connections = check_connections(max_parallel, "max_parallel")
+    check_progress(progress)
     # Every input, the platform included, is checked before the layout is touched.
     _, ref, _ = client._validator.image_params(repository_name, reference, registry_id)
     if platform is not None:
@@ -77,9 +73,7 @@ def pull(
     if not layout.has(manifest):
         layout.add_blob(image.digest, image.manifest_bytes)
     if missing:
-        _fetch(
-            client, layout, image, list(missing.values()), max_parallel=max_parallel, tally=tally
-        )
+        _fetch(client, layout, image, list(missing.values()), max_parallel=connections, tally=tally)
     layout.record(image)
     return image
 

@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 
-from ._exceptions import EndpointTimeout, LayerRef, ServerError, UnsupportedDigest
+from ._exceptions import (
+    EndpointTimeout,
+    InvalidParameter,
+    LayerRef,
+    ServerError,
+    UnsupportedDigest,
+)
 
 #: Bytes per buffer handed from the reader to the hashing and writing thread.
 BUFFER_SIZE = 1024 * 1024
@@ -53,6 +59,21 @@ _FADVISE = getattr(os, "posix_fadvise", None)
 _DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 0)
 
 Progress = Callable[[int, "int | None"], None]
+
+
+def check_connections(value: object, parameter: str, *, none_too: bool = False) -> int:
+    """Return *value* if it is a connection count, 1 to `MAX_CONNECTIONS`; else raise
+    `InvalidParameter` naming *parameter* (saying None is allowed too, if *none_too*)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CONNECTIONS:
+        return value
+    allowed = f"{'None or ' if none_too else ''}1 to {MAX_CONNECTIONS}"
+    raise InvalidParameter(f"{parameter} must be {allowed}, got {value!r}", parameter=parameter)
+
+
+def check_progress(progress: object) -> None:
+    """Raise `InvalidParameter` unless *progress* is None or callable."""
+    if progress is not None and not callable(progress):
+        raise InvalidParameter("progress must be callable", parameter="progress")
 
 
 def check_digest(digest: str, layer: LayerRef) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import pathlib
-from typing import assert_type
+from typing import Any, assert_type
 
 import ecr_layers
 from ecr_layers import LayerClient, LayerUrl, RetryPolicy
@@ -65,3 +66,37 @@ with LayerClient(region_name="us-east-1") as scoped:
 scoped.close()
 with ecr_layers.set_testing(True):
     assert_type(ecr_layers.is_testing(), bool)
+
+# Images.
+image = client.get_image("team/app", "v1", platform="linux/arm64")
+assert_type(image, ecr_layers.Image)
+assert_type(ecr_layers.get_image("team/app", "sha256:ab"), ecr_layers.Image)
+assert_type(image.layers, tuple[ecr_layers.Descriptor, ...])
+assert_type(image.config.size, int)
+assert_type(image.platform, str | None)
+assert_type(image.platforms, tuple[str, ...])
+assert_type(image.manifest_bytes, bytes)
+assert_type(image.total_size, int)
+assert_type(client.get_config(image), dict[str, Any])
+assert_type(ecr_layers.get_config("team/app", "v1", max_bytes=1024), dict[str, Any])
+with client.open_layer("team/app", "sha256:ab") as stream:
+    assert_type(stream.read(10), bytes)
+assert_type(ecr_layers.open_layer("team/app", "sha256:ab"), io.BufferedReader)
+pulled = client.pull_image("team/app", "v1", pathlib.Path("/tmp/layout"), max_parallel=2)
+assert_type(pulled, ecr_layers.Image)
+assert_type(ecr_layers.pull_image("team/app", "v1", "/tmp/layout"), ecr_layers.Image)
+try:
+    client.get_image("team/app", "v1")
+except ecr_layers.PlatformNotFound as no_platform:
+    assert_type(no_platform.platforms, tuple[str, ...])
+    assert_type(no_platform.reference, str)
+except ecr_layers.ImageNotFound as no_image:
+    assert_type(no_image.repository_name, str)
+    assert_type(no_image.reference, str)
+    assert_type(no_image.image, ecr_layers.ImageRef)
+except ecr_layers.BlobTooLarge as too_large:
+    assert_type(too_large.limit, int)
+    assert_type(too_large.layer_digest, str)
+except ecr_layers.ECRError as any_error:
+    assert_type(any_error.reference, str | None)
+    assert_type(any_error.image, ecr_layers.ImageRef | None)
