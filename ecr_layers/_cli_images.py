@@ -80,5 +80,6 @@ def pull(args: argparse.Namespace) -> int:
             max_parallel=args.parallel,
             progress=progress,
         )
-    print(printable(f"{found.digest} {args.output}:{found.reference}"))
+    # What skopeo, podman and buildah take for this image: oci:DIR:REFERENCE.
+    print(printable(f"{found.digest} oci:{args.output}:{found.reference}"))
     return 0

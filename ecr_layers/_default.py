@@ -14,7 +14,7 @@ from typing import Any
 from ._client import LayerClient
 from ._exceptions import ECRError
 from ._images import MAX_CONFIG_BYTES
-from ._manifest import Image
+from ._manifest import Descriptor, Image
 from ._url import LayerUrl
 
 _default: LayerClient | None = None
@@ -122,7 +122,7 @@ def get_config(
 
 
 def open_layer(
-    repository_name: str, layer_digest: str, *, registry_id: str | None = None
+    repository_name: str, layer_digest: str | Descriptor, *, registry_id: str | None = None
 ) -> io.BufferedReader:
     """Open a layer for verified streaming reads with the default client.
 

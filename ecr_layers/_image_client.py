@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._exceptions import InvalidParameter, LayerRef
 from ._images import MAX_CONFIG_BYTES
-from ._manifest import Image
+from ._manifest import Descriptor, Image
 
 if TYPE_CHECKING:
     from ._client import LayerClient
@@ -117,7 +117,11 @@ class ImageMethods:
         return _images.parse_config(data, found)
 
     def open_layer(
-        self, repository_name: str, layer_digest: str, *, registry_id: str | None = None
+        self,
+        repository_name: str,
+        layer_digest: str | Descriptor,
+        *,
+        registry_id: str | None = None,
     ) -> io.BufferedReader:
         """Open a layer (or any blob of an image) for reading, straight from its URL.
 
@@ -128,7 +132,10 @@ class ImageMethods:
         `DigestMismatch` when they are wrong, so a consumer never sees a clean end
         of a corrupt layer.  Closing early releases the connection.  The URL is
         looked up here, so `LayersNotFound` and kin are raised by this call.
+        *layer_digest* may be a `Descriptor` from an `Image`.
         """
+        if isinstance(layer_digest, Descriptor):
+            layer_digest = layer_digest.digest
         params = self._client._validator.params(repository_name, layer_digest, registry_id)
         layer = LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
         return self._open_blob(layer)

@@ -71,6 +71,8 @@ def get_image(
 ) -> Image:
     """Return the verified image manifest *reference* names; see `LayerClient.get_image`."""
     params, ref, by_digest = validator.image_params(repository_name, reference, registry_id)
+    if by_digest:
+        check_reference_digest(ref)
     wanted = Platform.this_machine() if platform is None else Platform.parse(platform)
     served: _Served = retrying(lambda: _batch_get(ecr, params, ref))
     if by_digest and served.digest.lower() != ref.reference.lower():
@@ -98,6 +100,18 @@ def get_image(
         index_digest=served.digest,
         platforms=offered,
     )
+
+
+def check_reference_digest(ref: ImageRef) -> None:
+    """Refuse a digest reference that could not be verified, before any request."""
+    try:
+        check_digest(ref.reference, _blob(ref, ref.reference))
+    except ECRError:
+        raise InvalidParameter(
+            f"imageDigest {ref.reference[:80]!r} is not a sha256 (64) or sha512 (128) "
+            "lowercase hex digest, so the manifest could not be verified",
+            parameter="imageDigest",
+        ) from None
 
 
 def _image(ref: ImageRef, served: _Served, kind: str, document: dict[str, Any]) -> Image:

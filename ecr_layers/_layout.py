@@ -84,6 +84,7 @@ class Layout:
         return self.root / "blobs" / algorithm / encoded
 
     def ref(self, digest: str) -> LayerRef:
+        """The `LayerRef` errors about blob *digest* of this layout's image carry."""
         return LayerRef(self.image.repository_name, digest, self.image.registry_id)
 
     @contextlib.contextmanager
@@ -160,6 +161,12 @@ class Layout:
         except BaseException:
             landing.discard()
             raise
+
+    def tidy(self) -> None:
+        """Remove the staging directory if no pull is using it (the lock file stays: it is
+        what concurrent pulls lock, and removing it would let two of them race)."""
+        with contextlib.suppress(OSError):
+            self.staging.rmdir()
 
     def record(self, image: Image) -> None:
         """Name *image* in ``index.json`` by its reference, atomically, replacing an older entry."""

@@ -106,6 +106,7 @@ class Image:
 
     @property
     def ref(self) -> ImageRef:
+        """The `ImageRef` this image's errors carry: repository, reference, registry."""
         return ImageRef(self.repository_name, self.reference, self.registry_id)
 
 

@@ -200,7 +200,8 @@ def from_image_failure(
     reason = _clean(str(failure.get("failureReason") or "")) or "(no reason given)"
     extra: dict[str, Any] = {"parameter": "reference"} if cls is InvalidParameter else {}
     return cls(
-        f"BatchGetImage could not return the image: {reason}",
+        f"no image {image.reference[:80]!r} in repository {image.repository_name!r} could be "
+        f"returned: {reason}",
         code=code or cls.default_code,
         request_id=request_id,
         image=image,

@@ -46,35 +46,40 @@ def pull(
     connections = check_connections(max_parallel, "max_parallel")
     check_progress(progress)
     # Every input, the platform included, is checked before the layout is touched.
-    _, ref, _ = client._validator.image_params(repository_name, reference, registry_id)
+    _, ref, by_digest = client._validator.image_params(repository_name, reference, registry_id)
+    if by_digest:
+        from ._images import check_reference_digest
+
+        check_reference_digest(ref)
     if platform is not None:
         from ._manifest import Platform
 
         platform = str(Platform.parse(platform))
     layout = Layout.open(destination, ref)
-    image = client.get_image(
-        ref.repository_name,
-        ref.reference,
-        registry_id=ref.registry_id,
-        platform=platform,
-    )
-    blobs = [image.config, *image.layers]
-    for blob in blobs:
-        check_digest(blob.digest, layout.ref(blob.digest))
-    unique = {blob.digest: blob for blob in blobs}  # a manifest may list a layer twice
-    tally = _Tally(sum(blob.size for blob in unique.values()), progress)
-    missing: dict[str, Descriptor] = {}
-    for digest, blob in unique.items():
-        if layout.has(blob):
-            tally.add(blob.size)
-        else:
-            missing[digest] = blob
-    manifest = Descriptor(image.media_type, image.digest, len(image.manifest_bytes))
-    if not layout.has(manifest):
-        layout.add_blob(image.digest, image.manifest_bytes)
-    if missing:
-        _fetch(client, layout, image, list(missing.values()), max_parallel=connections, tally=tally)
-    layout.record(image)
+    try:
+        image = client.get_image(
+            ref.repository_name, ref.reference, registry_id=ref.registry_id, platform=platform
+        )
+        blobs = [image.config, *image.layers]
+        for blob in blobs:
+            check_digest(blob.digest, layout.ref(blob.digest))
+        unique = {blob.digest: blob for blob in blobs}  # a manifest may list a layer twice
+        tally = _Tally(sum(blob.size for blob in unique.values()), progress)
+        missing: dict[str, Descriptor] = {}
+        for digest, blob in unique.items():
+            if layout.has(blob):
+                tally.add(blob.size)
+            else:
+                missing[digest] = blob
+        manifest = Descriptor(image.media_type, image.digest, len(image.manifest_bytes))
+        if not layout.has(manifest):
+            layout.add_blob(image.digest, image.manifest_bytes)
+        if missing:
+            blobs = list(missing.values())
+            _fetch(client, layout, image, blobs, max_parallel=connections, tally=tally)
+        layout.record(image)
+    finally:
+        layout.tidy()
     return image
 
 

@@ -84,7 +84,7 @@ def test_pull_writes_a_layout_and_says_where(
     layout = tmp_path / "layout"
     status, out, err = call(capsys, "pull", "team/app", "v1", "-o", str(layout), "--parallel", "2")
     assert (status, err) == (0, "")
-    assert out == f"{seeded.digest} {layout}:v1\n"
+    assert out == f"{seeded.digest} oci:{layout}:v1\n"
     for layer in layers:
         assert (layout / "blobs/sha256" / layer.digest.split(":")[1]).read_bytes() == layer.data
     index = json.loads((layout / "index.json").read_text())

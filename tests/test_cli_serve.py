@@ -168,7 +168,7 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
     assert out.returncode == 0, out.stderr
     *shown, pulled, url, path = out.stdout.splitlines()
     assert shown[0] == "image      demo/app:v1"
-    assert pulled.endswith(" ./layout:v1")
+    assert pulled.endswith(" oci:./layout:v1")
     assert (work / "layout" / "index.json").is_file()
     assert url.startswith("http://127.0.0.1:")
     downloaded = work / pathlib.Path(path).name

@@ -69,6 +69,12 @@ def skopeo_checks(layout: pathlib.Path, reference: str, image: ecr_layers.Image)
     assert copy.returncode == 0, copy.stderr  # skopeo verifies every blob it copies
 
 
+def staged(layout: pathlib.Path) -> list[pathlib.Path]:
+    """What is left in the staging directory (removed once a pull leaves it empty)."""
+    staging = layout / ".ecr-layers-staging"
+    return list(staging.iterdir()) if staging.exists() else []
+
+
 def check_layout(layout: pathlib.Path) -> dict[str, Any]:
     """Every blob hashes to its name; the index names only blobs that are there."""
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
@@ -105,7 +111,7 @@ def test_a_pull_writes_a_layout_skopeo_reads(
     assert (layout / "blobs/sha256" / image.digest.split(":")[1]).read_bytes() == (
         image.manifest_bytes
     )
-    assert not list((layout / ".ecr-layers-staging").iterdir())
+    assert staged(layout) == []
     skopeo_checks(layout, "v1", image)
 
 
@@ -177,8 +183,7 @@ def test_a_failed_pull_leaves_the_index_as_it_was(
         client.pull_image(REPO, "v2", layout, max_parallel=2)
     assert (layout / "index.json").read_bytes() == before
     check_layout(layout)  # whatever landed is whole and verified
-    leftovers = [p for p in (layout / ".ecr-layers-staging").iterdir()]
-    assert leftovers == []
+    assert staged(layout) == []
     # And the next pull completes it.
     image = client.pull_image(REPO, "v2", layout)
     assert [e["annotations"][REF_NAME] for e in check_layout(layout)["manifests"]] == ["v1", "v2"]
@@ -269,7 +274,7 @@ def test_ctrl_c_stops_a_pull_at_once_and_leaves_the_index_alone(
         client.pull_image(REPO, "v1", layout, progress=interrupt)
     assert time.monotonic() - started < 2.5  # every download stopped, not waited for
     assert not (layout / "index.json").exists()
-    assert list((layout / ".ecr-layers-staging").iterdir()) == []
+    assert staged(layout) == []
     assert not list((layout / "blobs").rglob("*")) or all(
         p.is_dir() or p.name != layers[0].digest for p in (layout / "blobs").rglob("*")
     )

@@ -208,7 +208,7 @@ class LocalECR:
         """Push the demo image and return it.
 
         ``demo/app:v1`` is an OCI index for linux/amd64 and linux/arm64/v8 (with an
-        attestation); each platform's manifest has three layers of random bytes,
+        attestation); each platform's manifest has three layers (gzip'd tars of random bytes),
         64 KiB (shared by both), 1 MiB and 8 MiB.  It is stored directly, not through
         the API, so it works before the endpoint serves.
         """
