@@ -130,15 +130,21 @@ class ImageMethods:
         `download_retry_policy` (its ``timeout`` runs from the open).  The bytes are
         hashed as they are read, and the read that reaches the end raises
         `DigestMismatch` when they are wrong, so a consumer never sees a clean end
-        of a corrupt layer.  Closing early releases the connection.  The URL is
-        looked up here, so `LayersNotFound` and kin are raised by this call.
-        *layer_digest* may be a `Descriptor` from an `Image`.
+        of a corrupt layer.  The check needs that end: a consumer that stops early
+        (``tarfile`` stops at the archive's end marker) must read the rest,
+        ``stream.read()``, to have the whole layer verified.  Closing early releases
+        the connection, unverified.  The URL is looked up here, so `LayersNotFound`
+        and kin are raised by this call.  *layer_digest* may be a `Descriptor` from an
+        `Image`, whose ``size`` then bounds what is read (`BlobTooLarge` beyond it).
         """
+        limit = None
         if isinstance(layer_digest, Descriptor):
+            # The manifest's size bounds what the host may send under this digest.
+            limit = layer_digest.size
             layer_digest = layer_digest.digest
         params = self._client._validator.params(repository_name, layer_digest, registry_id)
         layer = LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
-        return self._open_blob(layer)
+        return self._open_blob(layer, limit=limit)
 
     def _open_blob(self, layer: LayerRef, *, limit: int | None = None) -> io.BufferedReader:
         from ._host import Job

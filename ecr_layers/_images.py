@@ -85,7 +85,14 @@ def get_image(
     by_entry = {**params, "imageIds": [{"imageDigest": entry.digest}]}
     manifest: _Served = retrying(lambda: _batch_get(ecr, by_entry, ref))
     if len(manifest.data) != entry.size:
-        raise _mismatch(ref, entry.digest, manifest.digest, f"{len(manifest.data)} bytes, not")
+        raise DigestMismatch(
+            f"the index's entry for {chosen} says {entry.size} bytes; the manifest served for "
+            f"it is {len(manifest.data)}",
+            expected=entry.digest,
+            actual=manifest.digest,
+            layer=_blob(ref, entry.digest),
+            image=ref,
+        )
     _verify(manifest.data, entry.digest, ref)
     kind, document = load(manifest.data, manifest.media_type or entry.media_type, ref)
     if kind not in IMAGE_MANIFESTS:
@@ -140,7 +147,14 @@ def _batch_get(ecr: ECRClient, params: dict[str, Any], ref: ImageRef) -> _Served
             raise
         raise mapped from exc
     request_id = (response.get("ResponseMetadata") or {}).get("RequestId")
-    failures, images = response.get("failures") or [], response.get("images") or []
+    failures: Any = response.get("failures") or []
+    images: Any = response.get("images") or []
+    if not _list_of_dicts(failures) or not _list_of_dicts(images):
+        raise InvalidResponse(
+            "BatchGetImage answered with images or failures that are not objects",
+            request_id=request_id,
+            image=ref,
+        )
     if failures and not images:
         from . import _mapping
 
@@ -152,7 +166,9 @@ def _batch_get(ecr: ECRClient, params: dict[str, Any], ref: ImageRef) -> _Served
             image=ref,
         )
     image: Any = images[0]
-    text, digest = image.get("imageManifest"), (image.get("imageId") or {}).get("imageDigest")
+    image_id = image.get("imageId")
+    text = image.get("imageManifest")
+    digest = image_id.get("imageDigest") if isinstance(image_id, dict) else None
     if not isinstance(text, str) or not isinstance(digest, str):
         raise InvalidResponse(
             "BatchGetImage answered without a manifest or its digest",
@@ -173,6 +189,10 @@ def _batch_get(ecr: ECRClient, params: dict[str, Any], ref: ImageRef) -> _Served
         )
     media_type = image.get("imageManifestMediaType")
     return _Served(data, media_type if isinstance(media_type, str) else None, digest)
+
+
+def _list_of_dicts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
 
 def _verify(data: bytes, digest: str, ref: ImageRef) -> None:
@@ -213,7 +233,7 @@ def parse_config(data: bytes, image: Image) -> dict[str, Any]:
     """Return a config blob's JSON object (its bytes already verified)."""
     try:
         config = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         config = None
     if not isinstance(config, dict):
         raise InvalidResponse(

@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import re
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,8 @@ REF_NAME = "org.opencontainers.image.ref.name"
 #: Where blobs are written and verified before they get their name under blobs/.
 STAGING = ".ecr-layers-staging"
 _LOCK = ".ecr-layers.lock"
+#: index.json is read whole; one entry per reference keeps real ones far below this.
+MAX_INDEX_BYTES = 64 * 1024 * 1024
 # A staged blob's name ends in its pid, as do the temporary files of its download.
 _STAGED = re.compile(r"\.(\d+)-[0-9a-f]{8}(?:$|\.)")
 
@@ -66,9 +69,14 @@ class Layout:
             layout.root.mkdir(exist_ok=True)
             if not os.access(layout.root, os.W_OK | os.X_OK):
                 raise OSError(errnos.EACCES, "not writable")
+            layout._read_index(layout.root / "index.json")  # refused now, not after the pull
+            for inside in (layout.staging, layout.root / "blobs"):
+                # Links out of the layout are refused: staging's cleanup would delete files
+                # elsewhere, and blobs would land outside it.
+                if inside.is_symlink():
+                    raise OSError(errnos.ELOOP, "a symbolic link inside the layout", str(inside))
             layout.staging.mkdir(exist_ok=True)
             layout.clean_staging()
-            layout._read_index(layout.root / "index.json")  # refused now, not after the pull
             marker = layout.root / "oci-layout"
             if not marker.exists():
                 data = json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
@@ -143,6 +151,8 @@ class Layout:
         target = self.blob_path(digest)
         with self.os_errors(target, digest):
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent.is_symlink():
+                raise OSError(errnos.ELOOP, "a symbolic link inside the layout")
             os.replace(staged, target)
             _fsync_directory(target.parent)
 
@@ -195,15 +205,18 @@ class Layout:
 
     def _read_index(self, path: pathlib.Path) -> dict[str, Any]:
         try:
-            index = json.loads(path.read_bytes())
+            data = _read_regular(path, MAX_INDEX_BYTES)
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-        except ValueError:
+        try:
+            index = json.loads(data) if data is not None else None
+        except (ValueError, RecursionError):
             index = None
         if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
-            # Someone else's file: never overwritten with a guess.
+            # Someone else's file (or a fifo, a device, a link): never overwritten with a guess.
             raise DestinationError(
-                f"{str(path)!r} is not an OCI image index; not changed",
+                f"{str(path)!r} is not an OCI image index (a regular file of JSON, at most "
+                f"{MAX_INDEX_BYTES} bytes); not changed",
                 errno=errnos.EINVAL,
                 path=str(path),
                 layer=self.ref(""),
@@ -213,12 +226,32 @@ class Layout:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a planted link must not make the pull create a file elsewhere.
+        fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+
+def _read_regular(path: pathlib.Path, limit: int) -> bytes | None:
+    """Return a regular file's bytes, or None if it is anything else or larger than *limit*.
+
+    Opened without following a link and without blocking (a fifo would hang the pull).
+    Raises FileNotFoundError if there is nothing there.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError:  # ELOOP: a link
+        return None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        return file.read(limit + 1)
 
 
 def _ref_name(entry: dict[str, Any]) -> object:

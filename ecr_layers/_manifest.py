@@ -33,6 +33,8 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 ACCEPTED_MEDIA_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
+#: The largest size a descriptor may state: the OCI spec's int64.
+MAX_BLOB_SIZE = 2**63 - 1
 #: The cap registries put on manifests and indexes (distribution's default is 4 MiB).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -164,7 +166,7 @@ def load(data: bytes, media_type: str | None, image: ImageRef) -> tuple[str, dic
     """
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         raise InvalidResponse("the image manifest is not JSON", image=image) from None
     if not isinstance(document, dict):
         raise InvalidResponse("the image manifest is not a JSON object", image=image)
@@ -192,7 +194,7 @@ def descriptor(raw: object, image: ImageRef, where: str) -> Descriptor:
             and isinstance(digest, str)
             and _DIGEST.fullmatch(digest)
             and type(size) is int
-            and size >= 0
+            and 0 <= size <= MAX_BLOB_SIZE
             and isinstance(annotations, dict)
             and all(isinstance(v, str) for v in annotations.values())
         ):
@@ -252,6 +254,8 @@ def _platform_of(raw: dict[str, Any], entry: Descriptor) -> Platform | None:
     os, arch, variant = spec.get("os"), spec.get("architecture"), spec.get("variant")
     if not isinstance(os, str) or not isinstance(arch, str) or os == "unknown":
         return None
-    return Platform.of(
-        os.lower(), arch.lower(), variant.lower() if isinstance(variant, str) else None
-    )
+    text = f"{os}/{arch}" + (f"/{variant}" if isinstance(variant, str) else "")
+    # An entry whose platform is not plain os/arch[/variant] cannot be asked for, and its
+    # names would reach messages and terminals: it is left out, like an attestation.
+    match = _PLATFORM.fullmatch(text.lower()) if len(text) <= 100 else None
+    return None if match is None else Platform.of(match[1], match[2], match[3])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import InvalidResponse, LayerRef, UnsupportedDigest
 from ._host import Crew
 from ._layout import Layout
 from ._manifest import Descriptor
@@ -62,7 +63,7 @@ def pull(
         )
         blobs = [image.config, *image.layers]
         for blob in blobs:
-            check_digest(blob.digest, layout.ref(blob.digest))
+            _check_blob_digest(blob, image)
         unique = {blob.digest: blob for blob in blobs}  # a manifest may list a layer twice
         tally = _Tally(sum(blob.size for blob in unique.values()), progress)
         missing: dict[str, Descriptor] = {}
@@ -81,6 +82,18 @@ def pull(
     finally:
         layout.tidy()
     return image
+
+
+def _check_blob_digest(blob: Descriptor, image: Image) -> None:
+    # The digest came from the service's manifest, not the caller: one that cannot be
+    # verified is a bad answer (no blob lands unverified in a layout), not bad input.
+    try:
+        check_digest(blob.digest, LayerRef(image.repository_name, blob.digest, image.registry_id))
+    except UnsupportedDigest:
+        raise InvalidResponse(
+            f"the manifest names blob {blob.digest[:80]!r} by a digest that cannot be verified",
+            image=image.ref,
+        ) from None
 
 
 def _fetch(
@@ -103,7 +116,7 @@ def _fetch(
 
     def fetch(blob: Descriptor) -> None:
         staged = layout.stage(blob.digest)
-        client._download(
+        path = client._download(
             image.repository_name,
             blob.digest,
             staged,
@@ -114,6 +127,15 @@ def _fetch(
             parallel=1 if blob.size < AUTO_THRESHOLD else None,
             progress=tally.for_blob(),
         )
+        size = path.stat().st_size
+        if size != blob.size:
+            # The bytes are the digest's; the manifest's size is wrong, and a layout that
+            # repeats it is one other tools refuse (and that every pull would fetch again).
+            path.unlink()
+            raise InvalidResponse(
+                f"the manifest says blob {blob.digest} is {blob.size} bytes; it is {size}",
+                image=image.ref,
+            )
         layout.adopt(staged, blob.digest)
 
     # Largest first: the long downloads start early and the short ones fill in.

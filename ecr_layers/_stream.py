@@ -11,9 +11,11 @@ consumer such as ``tarfile`` never sees a clean end of a corrupt layer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import BlobTooLarge, DigestMismatch, ECRError, EndpointUnreachable
@@ -87,17 +89,16 @@ class LayerStream(io.RawIOBase):
         else:
             # Time the consumer spent between reads is not the connection's slowness.
             self._pace.idle(time.monotonic() - self._returned_at)
-        self._pace.check(0)  # the deadline, Ctrl-C, and a connection that stayed too slow
+        try:
+            self._pace.check(0)  # the deadline, Ctrl-C, and a connection that stayed too slow
+        except BaseException:
+            self._drop()  # the retry, if any, resumes on a new connection
+            raise
         wanted = view
         if self.size is not None:
             wanted = view[: self.size - self.position]
-        try:
+        with self._read_errors():
             got = self._body.readinto(wanted) if wanted else 0
-        except READ_ERRORS as exc:
-            self._drop()
-            from . import _mapping
-
-            raise _mapping.from_transport_error(exc, self._job.layer, self._url) from exc
         self._pace.count(got)
         if got:
             self._check_limit(self.position + got)
@@ -132,10 +133,22 @@ class LayerStream(io.RawIOBase):
             self._drop()
             raise
 
+    @contextlib.contextmanager
+    def _read_errors(self) -> Iterator[None]:
+        """Map a failed read to the transport's typed error, dropping the connection."""
+        try:
+            yield
+        except READ_ERRORS as exc:
+            self._drop()
+            from . import _mapping
+
+            raise _mapping.from_transport_error(exc, self._job.layer, self._url) from exc
+
     def _skip(self, count: int) -> None:
         scratch = memoryview(bytearray(min(count, 1024 * 1024)))
         while count:
-            got = self._body.readinto(scratch[: min(count, len(scratch))])
+            with self._read_errors():
+                got = self._body.readinto(scratch[: min(count, len(scratch))])
             if not got:
                 raise EndpointUnreachable("the layer's body ended early", layer=self._job.layer)
             self._pace.check(got)
