@@ -5,6 +5,7 @@ Validated inputs, one typed exception per documented error, one retry layer.
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._botocore import BOTOCORE_CONFIG
 from ._client import LayerClient
@@ -59,7 +60,6 @@ from ._exceptions import (
     UpstreamTooManyRequests,
     UpstreamUnavailable,
 )
-from ._manifest import Descriptor, Image
 from ._retry import RetryBudget, RetryPolicy, is_testing, set_testing
 from ._url import LayerUrl, RedactingFilter, redact_url
 
@@ -126,9 +126,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> str:
-    # Looked up on first use: importing importlib.metadata costs cold start time
-    # that a process which never asks for the version should not pay.
+if TYPE_CHECKING:
+    from ._manifest import Descriptor, Image
+
+    __version__: str
+
+
+def __getattr__(name: str) -> Any:
+    # Looked up on first use: importing importlib.metadata, or the image classes,
+    # costs cold start time that a process which never uses them should not pay.
+    if name in ("Descriptor", "Image"):
+        from . import _manifest
+
+        return getattr(_manifest, name)
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

@@ -9,13 +9,15 @@ import os
 import pathlib
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._client import LayerClient
 from ._exceptions import ECRError
-from ._images import MAX_CONFIG_BYTES
-from ._manifest import Descriptor, Image
+from ._image_client import MAX_CONFIG_BYTES
 from ._url import LayerUrl
+
+if TYPE_CHECKING:
+    from ._manifest import Descriptor, Image
 
 _default: LayerClient | None = None
 _default_lock = threading.Lock()

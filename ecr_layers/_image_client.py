@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ._exceptions import InvalidParameter, LayerRef
-from ._images import MAX_CONFIG_BYTES
-from ._manifest import Descriptor, Image
 
 if TYPE_CHECKING:
     from ._client import LayerClient
+    from ._manifest import Descriptor, Image
+
+#: The default cap on a config blob read into memory.
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 #: The buffer `open_layer`'s reader puts in front of the connection.
 STREAM_BUFFER = 256 * 1024
@@ -84,6 +86,7 @@ class ImageMethods:
         when the manifest already says so).
         """
         from . import _images
+        from ._manifest import Image
 
         limit = _images.check_max_bytes(max_bytes)
         if isinstance(image, Image):
@@ -137,6 +140,8 @@ class ImageMethods:
         and kin are raised by this call.  *layer_digest* may be a `Descriptor` from an
         `Image`, whose ``size`` then bounds what is read (`BlobTooLarge` beyond it).
         """
+        from ._manifest import Descriptor
+
         limit = None
         if isinstance(layer_digest, Descriptor):
             # The manifest's size bounds what the host may send under this digest.

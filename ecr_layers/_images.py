@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -44,10 +44,6 @@ if TYPE_CHECKING:
     from types_boto3_ecr.client import ECRClient
 
     from ._validation import Validator
-
-T = TypeVar("T")
-#: The default cap on a config blob read into memory.
-MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 
 @attrs.frozen

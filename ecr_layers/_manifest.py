@@ -9,7 +9,6 @@ on their own.  Every problem is a typed error about the image it came from.
 from __future__ import annotations
 
 import json
-import platform as _platform
 import re
 import sys
 from collections.abc import Mapping
@@ -146,8 +145,10 @@ class Platform:
     @classmethod
     def this_machine(cls) -> Platform:
         """This machine's platform, as docker picks one: Linux unless on Windows."""
+        import platform  # deferred: most processes never ask
+
         os = "windows" if sys.platform == "win32" else "linux"
-        return cls.of(os, _platform.machine().lower(), None)
+        return cls.of(os, platform.machine().lower(), None)
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
