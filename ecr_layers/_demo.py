@@ -118,7 +118,7 @@ def _show_image(ecr: LocalECR, repository: str, tag: str, say: Say) -> Image:
 
 def _pull_twice(ecr: LocalECR, image: Image, layout: pathlib.Path, say: Say) -> None:
     """pull_image into an OCI layout, then again: the second fetches no blob."""
-    say(f"pull_image() into an OCI image layout at {layout.name}/, twice:")
+    say("pull_image() into an OCI image layout (in the temporary directory), twice:")
     blobs_in_image = 1 + len(image.layers)  # the config and the layers
     expected = {"first": (2, blobs_in_image, blobs_in_image), "second": (2, 0, 0)}
     for attempt, wanted in expected.items():
