@@ -5,8 +5,9 @@ import os
 import pytest
 from hypothesis import settings
 
-# pytester drives the local_ecr plugin in a child pytest.
-pytest_plugins = ["pytester"]
+# pytester drives the local_ecr plugin in a child pytest; tests.imaging holds the image
+# tests' shared fixtures.
+pytest_plugins = ["pytester", "tests.imaging"]
 
 settings.register_profile("ci", max_examples=300, deadline=None)
 settings.register_profile("dev", max_examples=100, deadline=None)

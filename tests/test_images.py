@@ -19,27 +19,10 @@ import ecr_layers
 from ecr_layers._manifest import Platform
 from ecr_layers.testing import LocalECR, tar_layer
 
+from .imaging import FAST, REPO, sha256
+
 if TYPE_CHECKING:
     from types_boto3_ecr.client import ECRClient
-
-REPO = "team/app"
-FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.002, wait_jitter=0)
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def ecr() -> Iterator[LocalECR]:
-    with LocalECR() as server:
-        yield server
-
-
-@pytest.fixture
-def client(ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
-    with ecr.client(retry_policy=FAST) as layer_client:
-        yield layer_client
 
 
 # -- get_image ------------------------------------------------------------------------

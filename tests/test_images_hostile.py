@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -19,25 +18,11 @@ from ecr_layers import _transfer
 from ecr_layers.testing import LocalECR, tar_layer
 
 from . import hostile
+from .imaging import FAST, REPO, sha256
 from .test_bounds import point_at
 
 if TYPE_CHECKING:
     from types_boto3_ecr.client import ECRClient
-
-REPO = "team/app"
-FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.002, wait_jitter=0)
-
-
-@pytest.fixture
-def ecr() -> Iterator[LocalECR]:
-    with LocalECR() as server:
-        yield server
-
-
-@pytest.fixture
-def client(ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
-    with ecr.client(retry_policy=FAST) as layer_client:
-        yield layer_client
 
 
 # -- open_layer on hostile hosts ------------------------------------------------------
@@ -99,10 +84,6 @@ def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
     )
     with Stubber(ecr) as stubber:
         yield ecr_layers.LayerClient(ecr, retry_policy=ecr_layers.RetryPolicy(attempts=1)), stubber
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def test_deeply_nested_json_is_an_invalid_response(

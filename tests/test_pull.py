@@ -8,7 +8,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,21 +15,9 @@ import pytest
 import ecr_layers
 from ecr_layers.testing import LocalECR, random_layer, tar_layer
 
-REPO = "team/app"
-FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.002, wait_jitter=0)
+from .imaging import REPO
+
 REF_NAME = "org.opencontainers.image.ref.name"
-
-
-@pytest.fixture
-def ecr() -> Iterator[LocalECR]:
-    with LocalECR() as server:
-        yield server
-
-
-@pytest.fixture
-def client(ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
-    with ecr.client(retry_policy=FAST) as layer_client:
-        yield layer_client
 
 
 def skopeo_path() -> str:

@@ -18,8 +18,10 @@ from typing import Any
 
 import attrs
 
+from ecr_layers._manifest import IMAGE_MANIFESTS, INDEXES
+
 from ._errors import ServiceError, invalid_parameter
-from ._oci import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, IMAGE_MANIFESTS, INDEXES, SCHEMA1
+from ._oci import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, SCHEMA1
 
 #: An image digest, as the API reference writes ``imageDigest``'s pattern (the model
 #: gives it none).

@@ -17,14 +17,13 @@ from typing import Any, Literal
 
 import attrs
 
+# One spelling of the manifest media types: the client's.
+from ecr_layers._manifest import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+
 from ._layers import Layer, diff_id_of, digest_of
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 #: Docker's schema 1: stored as given, for clients' refusal tests.
@@ -32,8 +31,6 @@ DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyj
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 IN_TOTO = "application/vnd.in-toto+json"
 
-IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
 SCHEMA1 = frozenset({DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1})
 
 #: Which family of media types an image is written in.

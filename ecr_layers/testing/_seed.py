@@ -17,13 +17,14 @@ from urllib.parse import quote
 
 import attrs
 
+from ecr_layers._manifest import OCI_MANIFEST
+
 from ._images import TAG, is_tag
 from ._layers import Layer, digest_of, random_layer, tar_layer
 from ._oci import (
     FLAVOURS,
     IN_TOTO,
     OCI_CONFIG,
-    OCI_MANIFEST,
     Descriptor,
     Kind,
     Platform,
