@@ -279,6 +279,7 @@ class LayerClient(ImageMethods):
         allow_http: object = False,
         url: LayerUrl | None = None,
         crew: Crew | None = None,
+        max_size: int | None = None,
     ) -> pathlib.Path:
         from . import _download
 
@@ -298,6 +299,7 @@ class LayerClient(ImageMethods):
             allow_http=allow_http,
             url=url,
             crew=crew,
+            max_size=max_size,
         )
 
     def _http(self) -> urllib3.PoolManager:

@@ -90,11 +90,13 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     allow_http: object,
     url: LayerUrl | None = None,
     crew: Crew | None = None,
+    max_size: int | None = None,
 ) -> pathlib.Path:
     """Download a layer to *destination*, verified; see `LayerClient.download_layer`.
 
     *url*, when a batch looked it up already, saves the first lookup; a *crew* is
-    the group of downloads this one stops with.
+    the group of downloads this one stops with; *max_size* (a manifest's size for
+    the blob) refuses a larger body before it is read past (`BlobTooLarge`).
     """
     params = validator.params(repository_name, layer_digest, registry_id)
     digest: str = params["layerDigest"]
@@ -109,7 +111,7 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     target = resolve_destination(destination, digest, layer)
 
     deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
-    job = Job(source, pool, layer, bool(allow_http), policy, budget, deadline)
+    job = Job(source, pool, layer, bool(allow_http), policy, budget, deadline, limit=max_size)
     if crew is not None:
         crew.join(job)
     if url is not None:
@@ -170,6 +172,7 @@ def _stream(job: Job, sink: Sink, end: int | None, forward: _Forward) -> int | N
             start = 0
         if sink.total is None:
             sink.total = total
+        job.check_size(total)
         reader = Reader(body(response), pace)
         while True:
             buffer = sink.take()
@@ -177,6 +180,7 @@ def _stream(job: Job, sink: Sink, end: int | None, forward: _Forward) -> int | N
                 read(job, reader, memoryview(buffer), url)
             finally:
                 sink.give(buffer, reader.count)  # what arrived is kept, whatever came next
+            job.check_size(sink.done)  # a body without a length says its size only this way
             if reader.count < len(buffer):
                 break
         expected = end if end is not None and response.status == 206 else total

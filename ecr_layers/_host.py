@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 
 from . import _mapping, _transfer
-from ._exceptions import DownloadUrlExpired, ECRError, EndpointTimeout, LayerRef
+from ._exceptions import BlobTooLarge, DownloadUrlExpired, ECRError, EndpointTimeout, LayerRef
 from ._retry import MadeProgress, RetryBudget, RetryPolicy, call
 from ._transfer import Pace
 from ._url import check_download_url
@@ -62,6 +62,8 @@ class Job:
     budget: RetryBudget | None
     deadline: float | None
     cancelled: threading.Event = attrs.Factory(threading.Event)
+    #: The most bytes the blob may have (from its descriptor or a cap), or None.
+    limit: int | None = None
     _url: LayerUrl | None = None
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     _refreshes: int = 0
@@ -118,6 +120,16 @@ class Job:
         with self._lock:
             if self._url is url:
                 self._url = None
+
+    def check_size(self, size: int | None) -> None:
+        """Raise `BlobTooLarge` if *size* (announced, or read so far) is over the limit."""
+        if self.limit is not None and size is not None and size > self.limit:
+            raise BlobTooLarge(
+                f"the blob is larger than the {self.limit} bytes allowed; not read further",
+                size=size,
+                limit=self.limit,
+                layer=self.layer,
+            )
 
     def pace(self) -> Pace:
         # Read at each connection, not bound at import, so that tests can shrink them.

@@ -160,9 +160,11 @@ class ImageMethods:
         algorithm = check_digest(layer.layer_digest, layer)
         policy = client._download_retry_policy
         deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
-        job = Job(client, client._http(), layer, False, policy, client.budget, deadline)
+        job = Job(
+            client, client._http(), layer, False, policy, client.budget, deadline, limit=limit
+        )
         job.retrying(job.url)
-        return io.BufferedReader(LayerStream(job, algorithm, limit=limit), STREAM_BUFFER)
+        return io.BufferedReader(LayerStream(job, algorithm), STREAM_BUFFER)
 
     def pull_image(
         self,

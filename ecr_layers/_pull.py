@@ -123,6 +123,7 @@ def _fetch(
             registry_id=image.registry_id,
             url=urls[blob.digest],  # type: ignore[arg-type]
             crew=crew,
+            max_size=blob.size,  # the manifest's size bounds what the host may send
             # Small layers stream on one connection each; a large one may go ranged.
             parallel=1 if blob.size < AUTO_THRESHOLD else None,
             progress=tally.for_blob(),

@@ -29,18 +29,18 @@ if TYPE_CHECKING:
 class LayerStream(io.RawIOBase):
     """The bytes of one blob, read on demand, verified at the end; see `LayerClient.open_layer`.
 
-    *limit*, when given, refuses a blob larger than that many bytes (`BlobTooLarge`)
-    before reading past it.  Wrapped in an `io.BufferedReader` by ``open_layer``.
+    The job's ``limit``, when set, refuses a blob larger than that many bytes
+    (`BlobTooLarge`) before reading past it.  Wrapped in an `io.BufferedReader` by
+    ``open_layer``.
     """
 
     _pace: Pace
 
-    def __init__(self, job: Job, algorithm: str | None, *, limit: int | None = None) -> None:
+    def __init__(self, job: Job, algorithm: str | None) -> None:
         super().__init__()
         self._job = job
         self._hash = hashlib.new(algorithm) if algorithm is not None else None
         self._algorithm = algorithm
-        self._limit = limit
         #: Bytes handed to the reader so far (and hashed).
         self.position = 0
         #: The blob's size once the host has said it.
@@ -155,14 +155,11 @@ class LayerStream(io.RawIOBase):
             count -= got
 
     def _check_limit(self, size: int) -> None:
-        if self._limit is not None and size > self._limit:
+        try:
+            self._job.check_size(size)
+        except BlobTooLarge:
             self._drop()
-            raise BlobTooLarge(
-                f"the blob is larger than the {self._limit} bytes allowed; not read further",
-                size=self.size,
-                limit=self._limit,
-                layer=self._job.layer,
-            )
+            raise
 
     def _hash_update(self, data: memoryview) -> None:
         if self._hash is not None:

@@ -162,24 +162,31 @@ def test_a_platform_name_with_control_characters_is_never_offered(
 # -- pull_image against a lying manifest and a hostile layout ---------------------------
 
 
+@pytest.mark.parametrize(
+    "case", [(-1, ecr_layers.BlobTooLarge), (+1, ecr_layers.InvalidResponse)], ids=str
+)
 def test_a_manifest_that_lies_about_a_blobs_size_is_refused(
     ecr: LocalECR,
     client: ecr_layers.LayerClient,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
+    case: tuple[int, type[ecr_layers.ECRError]],
 ) -> None:
     from ecr_layers._images import _Served
 
+    change, error = case
     layer = tar_layer({"a.txt": b"a" * 100})
     ecr.push_layers_image(REPO, "v1", [layer])
     image = client.get_image(REPO, "v1")
     document = json.loads(image.manifest_bytes)
-    document["layers"][0]["size"] -= 1
+    document["layers"][0]["size"] += change
     lying = json.dumps(document).encode()
     # Served as if ECR stored it so: the digest of the lying bytes, which verify.
     served = _Served(lying, image.media_type, sha256(lying))
     monkeypatch.setattr(ecr_layers._images, "_batch_get", lambda *_args: served)
-    with pytest.raises(ecr_layers.InvalidResponse) as caught:
+    # Smaller than the body: refused before reading past the size; larger: refused once
+    # the whole (verified) body shows the manifest wrong.
+    with pytest.raises(error) as caught:
         client.pull_image(REPO, "v1", tmp_path / "layout")
     assert "bytes" in caught.value.message
     assert not (tmp_path / "layout" / "index.json").exists()
