@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -55,22 +55,41 @@ class _Served:
     digest: str
 
 
-def get_image(
-    ecr: ECRClient,
+@attrs.frozen
+class Request:
+    """One ``BatchGetImage`` the resolution needs: its parameters and the image it is for."""
+
+    params: dict[str, Any]
+    image: ImageRef
+
+
+#: `resolve`'s protocol: it yields each `Request`, is sent each answer as `_Served`,
+#: and returns the `Image`.  Transports (sync, asyncio) only carry the requests.
+Steps = Generator[Request, _Served, Image]
+
+
+def resolve(
     validator: Validator,
-    retrying: Callable[[Callable[[], Any]], Any],
     repository_name: object,
     reference: object,
     *,
     registry_id: object,
     platform: object,
-) -> Image:
-    """Return the verified image manifest *reference* names; see `LayerClient.get_image`."""
+) -> Steps:
+    """Every rule of `LayerClient.get_image`, with the requests left to the caller.
+
+    Inputs are checked before the first request is yielded.
+    """
     params, ref, by_digest = validator.image_params(repository_name, reference, registry_id)
     if by_digest:
         check_reference_digest(ref)
     wanted = Platform.this_machine() if platform is None else Platform.parse(platform)
-    served: _Served = retrying(lambda: _batch_get(ecr, params, ref))
+    return _resolve(Request(params, ref), by_digest, wanted)
+
+
+def _resolve(request: Request, by_digest: bool, wanted: Platform) -> Steps:
+    ref = request.image
+    served = yield request
     if by_digest and served.digest.lower() != ref.reference.lower():
         raise _mismatch(ref, ref.reference, served.digest, "the service answered for")
     _verify(served.data, served.digest, ref)
@@ -78,8 +97,7 @@ def get_image(
     if kind not in INDEXES:
         return _image(ref, served, kind, document)
     entry, chosen, offered = choose(document, wanted, ref)
-    by_entry = {**params, "imageIds": [{"imageDigest": entry.digest}]}
-    manifest: _Served = retrying(lambda: _batch_get(ecr, by_entry, ref))
+    manifest = yield Request({**request.params, "imageIds": [{"imageDigest": entry.digest}]}, ref)
     if len(manifest.data) != entry.size:
         raise DigestMismatch(
             f"the index's entry for {chosen} says {entry.size} bytes; the manifest served for "
@@ -103,6 +121,28 @@ def get_image(
         index_digest=served.digest,
         platforms=offered,
     )
+
+
+def get_image(
+    ecr: ECRClient,
+    validator: Validator,
+    retrying: Callable[[Callable[[], _Served]], _Served],
+    repository_name: object,
+    reference: object,
+    *,
+    registry_id: object,
+    platform: object,
+) -> Image:
+    """Return the verified image manifest *reference* names; see `LayerClient.get_image`."""
+    steps = resolve(
+        validator, repository_name, reference, registry_id=registry_id, platform=platform
+    )
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(retrying(lambda r=request: _batch_get(ecr, r)))  # type: ignore[misc]
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def check_reference_digest(ref: ImageRef) -> None:
@@ -131,17 +171,30 @@ def _image(ref: ImageRef, served: _Served, kind: str, document: dict[str, Any]) 
     )
 
 
-def _batch_get(ecr: ECRClient, params: dict[str, Any], ref: ImageRef) -> _Served:
+def _batch_get(ecr: ECRClient, request: Request) -> _Served:
     """One ``BatchGetImage`` attempt for one image; a typed error for every failure."""
     try:
-        response = ecr.batch_get_image(**params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES))
+        response = ecr.batch_get_image(
+            **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+        )
     except Exception as exc:
-        from . import _mapping
-
-        mapped = _mapping.from_botocore(exc, None, ref)
+        mapped = failure(exc, request)
         if mapped is None:
             raise
         raise mapped from exc
+    return answer(response, request)
+
+
+def failure(exc: Exception, request: Request) -> ECRError | None:
+    """The typed error for what a ``BatchGetImage`` call raised; None if not botocore's."""
+    from . import _mapping
+
+    return _mapping.from_botocore(exc, None, request.image)
+
+
+def answer(response: Any, request: Request) -> _Served:
+    """The image a ``BatchGetImage`` answer holds, or the typed error for its failure."""
+    ref = request.image
     request_id = (response.get("ResponseMetadata") or {}).get("RequestId")
     failures: Any = response.get("failures") or []
     images: Any = response.get("images") or []

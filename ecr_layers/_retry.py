@@ -17,7 +17,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -233,6 +233,41 @@ class _Run:
             return self.out_of_budget
         return False
 
+    def tenacity_options(self) -> dict[str, Any]:
+        import tenacity
+
+        return {
+            "stop": self.stop,
+            "wait": self.wait,
+            "retry": tenacity.retry_if_exception_type(TransientError),
+            "before_sleep": log_retry,
+            "reraise": True,
+        }
+
+    def replay(self, number: int, first: TransientError) -> None:
+        """Tenacity's attempt 1 is the one already made: re-raise its error, so that
+        attempt numbers, waits and the deadline count it."""
+        if number == 1:
+            raise first
+
+    def failed(self, number: int, error: TransientError, progress: MadeProgress | None) -> None:
+        if progress is not None and progress(error):
+            self.progressed_at = number
+
+    def succeeded(self, result: T) -> T:
+        if self.budget is not None:
+            self.budget.refund(self.spent)
+        return result
+
+    def finished(self, exc: ECRError, statistics: dict[str, Any]) -> None:
+        """Tell *exc*, the call's last error, how many tries were made (and why no more)."""
+        exc.attempts = statistics.get("attempt_number", 1)
+        if self.out_of_budget:
+            exc.message += (
+                "; not retried: this client's retry budget is spent "
+                "(too many failures lately across its calls)"
+            )
+
     def wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
         if isinstance(error, DownloadUrlExpired):
@@ -255,8 +290,7 @@ def call(
     `time.monotonic` value) defaults to ``policy.timeout`` from now.  Whatever
     escapes is an `ECRError` whose ``attempts`` says how many tries were made.
     """
-    if deadline is None and policy.timeout is not None:
-        deadline = time.monotonic() + policy.timeout
+    deadline = _deadline(policy, deadline)
     try:
         return attempt()
     except TransientError as exc:
@@ -264,53 +298,84 @@ def call(
     except ECRError as exc:
         exc.attempts = 1
         raise
+    run = _second_try(first, policy, budget, deadline, progress)
+    import tenacity  # Deferred: a process that never retries never imports it.
+
+    machine = tenacity.Retrying(**run.tenacity_options())
+    try:
+        for try_ in machine:
+            with try_:
+                run.replay(try_.retry_state.attempt_number, first)
+                try:
+                    result = attempt()
+                except TransientError as exc:
+                    run.failed(try_.retry_state.attempt_number, exc, progress)
+                    raise
+                return run.succeeded(result)
+    except ECRError as exc:
+        run.finished(exc, machine.statistics)
+        raise
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+async def call_async(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    budget: RetryBudget | None = None,
+    progress: MadeProgress | None = None,
+    deadline: float | None = None,
+) -> T:
+    """`call` for a coroutine: the same rules and bookkeeping, with tenacity's async loop."""
+    deadline = _deadline(policy, deadline)
+    try:
+        return await attempt()
+    except TransientError as exc:
+        first = exc
+    except ECRError as exc:
+        exc.attempts = 1
+        raise
+    run = _second_try(first, policy, budget, deadline, progress)
+    import tenacity
+
+    machine = tenacity.AsyncRetrying(**run.tenacity_options())
+    try:
+        async for try_ in machine:
+            with try_:
+                run.replay(try_.retry_state.attempt_number, first)
+                try:
+                    result = await attempt()
+                except TransientError as exc:
+                    run.failed(try_.retry_state.attempt_number, exc, progress)
+                    raise
+                return run.succeeded(result)
+    except ECRError as exc:
+        run.finished(exc, machine.statistics)
+        raise
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+def _deadline(policy: RetryPolicy, deadline: float | None) -> float | None:
+    if deadline is None and policy.timeout is not None:
+        return time.monotonic() + policy.timeout
+    return deadline
+
+
+def _second_try(
+    first: TransientError,
+    policy: RetryPolicy,
+    budget: RetryBudget | None,
+    deadline: float | None,
+    progress: MadeProgress | None,
+) -> _Run:
+    """The bookkeeping of a call whose first try failed; raise *first* if none may follow."""
     run = _Run(policy, budget, deadline, effective_attempts(policy))
     if progress is not None and progress(first):
         run.progressed_at = 1
     if run.failures(1) >= run.attempts:
         first.attempts = 1
         raise first
-    return _retry(attempt, run, first, progress)
-
-
-def _retry(
-    attempt: Callable[[], T], run: _Run, first: TransientError, progress: MadeProgress | None
-) -> T:
-    import tenacity  # Deferred: a process that never retries never imports it.
-
-    machine = tenacity.Retrying(
-        stop=run.stop,
-        wait=run.wait,
-        retry=tenacity.retry_if_exception_type(TransientError),
-        before_sleep=log_retry,
-        reraise=True,
-    )
-    try:
-        for try_ in machine:
-            with try_:
-                number = try_.retry_state.attempt_number
-                if number == 1:
-                    # Tenacity's attempt 1 is the one already made: re-raise its error
-                    # so that attempt numbers, waits and the deadline count it.
-                    raise first
-                try:
-                    result = attempt()
-                except TransientError as exc:
-                    if progress is not None and progress(exc):
-                        run.progressed_at = number
-                    raise
-                if run.budget is not None:
-                    run.budget.refund(run.spent)
-                return result
-    except ECRError as exc:
-        exc.attempts = machine.statistics.get("attempt_number", 1)
-        if run.out_of_budget:
-            exc.message += (
-                "; not retried: this client's retry budget is spent "
-                "(too many failures lately across its calls)"
-            )
-        raise
-    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+    return run
 
 
 def log_retry(state: tenacity.RetryCallState) -> None:
