@@ -5,13 +5,15 @@ tries a client someone else built makes by itself.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, ECRError
 from ._retry import RetryPolicy
 from ._url import check_endpoint_url
 
@@ -72,6 +74,27 @@ def check_settings(**settings: Any) -> None:
             raise ConfigurationError(f"{name} must be a RetryPolicy")
 
 
+def client_config(config: Config | None) -> Config:
+    """ecr-layers' botocore settings under the caller's, except retries: ours stay off."""
+    if config is None:
+        return BOTOCORE_CONFIG
+    return BOTOCORE_CONFIG.merge(config).merge(Config(retries=_OUR_RETRIES))
+
+
+@contextlib.contextmanager
+def creating() -> Iterator[None]:
+    """Raise what creating a (sync or async) botocore client raises as a typed error."""
+    try:
+        yield
+    except (bce.BotoCoreError, ValueError) as exc:
+        if isinstance(exc, ECRError):
+            raise
+        from . import _mapping
+
+        # botocore's "Invalid endpoint" is a bare ValueError.
+        raise _mapping.from_botocore_error(exc, None) from exc
+
+
 def make_client(
     session: boto3.Session | botocore.session.Session | None,
     region_name: str | None,
@@ -79,11 +102,7 @@ def make_client(
     profile_name: str | None,
     config: Config | None,
 ) -> ECRClient:
-    merged = BOTOCORE_CONFIG
-    if config is not None:
-        # The caller's settings win, except retries: those stay ecr-layers' own.
-        merged = merged.merge(config).merge(Config(retries=_OUR_RETRIES))
-    try:
+    with creating():
         if session is None:
             # botocore directly, not boto3: importing boto3 costs start-up time and
             # memory that a client of one operation has no use for.
@@ -96,15 +115,12 @@ def make_client(
         make = session.client if hasattr(session, "client") else session.create_client
         if endpoint_url is not None:
             check_endpoint_url(endpoint_url)  # before botocore sees it
-        client = make("ecr", region_name=region_name, endpoint_url=endpoint_url, config=merged)
+        client = make(
+            "ecr", region_name=region_name, endpoint_url=endpoint_url, config=client_config(config)
+        )
         if endpoint_url is None:
             # It came from the environment or the config files: checked as it resolved.
             check_endpoint_url(client.meta.endpoint_url)
-    except (bce.BotoCoreError, ValueError) as exc:
-        from . import _mapping
-
-        # botocore's "Invalid endpoint" is a bare ValueError.
-        raise _mapping.from_botocore_error(exc, None) from exc
     return cast("ECRClient", client)
 
 

@@ -15,10 +15,11 @@ from botocore.config import Config
 
 from . import _retry
 from ._botocore import check_settings, make_client, policy_for_own_client
-from ._exceptions import ConfigurationError, ECRError, InvalidResponse, LayerRef
+from ._exceptions import ConfigurationError, ECRError, LayerRef
 from ._image_client import ImageMethods
+from ._lookups import batch, context, kept, layer_url, params_of
 from ._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy
-from ._url import LayerUrl, expiry_from_url, redact_url
+from ._url import LayerUrl, redact_url
 from ._validation import Validator, rules_from_model
 
 if TYPE_CHECKING:
@@ -184,14 +185,7 @@ class LayerClient(ImageMethods):
         A digest given twice is looked up once.
         """
         self._check_open()
-        if isinstance(layer_digests, str | bytes):
-            # A str is an iterable of one-character "digests": never what was meant.
-            raise TypeError(
-                f"layer_digests must be an iterable of digests, not a single "
-                f"{type(layer_digests).__name__}"
-            )
-        digests = list(dict.fromkeys(layer_digests))
-        requests = [self._validator.params(repository_name, d, registry_id) for d in digests]
+        digests, requests = batch(self._validator, repository_name, layer_digests, registry_id)
         if not requests:
             return {}
         pool_size = getattr(self._ecr.meta.config, "max_pool_connections", 10)
@@ -207,23 +201,14 @@ class LayerClient(ImageMethods):
         try:
             return self._get(params)
         except ECRError as exc:
-            # Kept in a slot, not raised: its traceback (and its cause's) would keep
-            # every frame of the failed call alive for as long as the result lives.
-            link: BaseException | None = exc
-            while link is not None:
-                link.__traceback__ = None
-                link = link.__cause__ or link.__context__
-            return exc
+            return kept(exc)
 
     def _get(self, params: dict[str, Any]) -> LayerUrl:
         return _retry.call(lambda: self._get_once(params), self._retry_policy, budget=self.budget)
 
     def lookup_once(self, layer: LayerRef) -> LayerUrl:
         """One GetDownloadUrlForLayer attempt, never retried here: for callers that retry."""
-        params = {"repositoryName": layer.repository_name, "layerDigest": layer.layer_digest}
-        if layer.registry_id is not None:
-            params["registryId"] = layer.registry_id
-        return self._get_once(params)
+        return self._get_once(params_of(layer))
 
     def download_layer(
         self,
@@ -325,41 +310,8 @@ class LayerClient(ImageMethods):
             # call's path, and importing it costs cold start time.
             from . import _mapping
 
-            mapped = _mapping.from_botocore(exc, _context(params))
+            mapped = _mapping.from_botocore(exc, context(params))
             if mapped is None:
                 raise
             raise mapped from exc
-        return _layer_url(response, params)
-
-
-def _layer_url(response: Any, params: dict[str, Any]) -> LayerUrl:
-    url = response.get("downloadUrl")
-    asked: str = params["layerDigest"]
-    if not isinstance(url, str) or not url:
-        raise _invalid("the response has no downloadUrl", response, params)
-    digest = response.get("layerDigest", asked)
-    if not isinstance(digest, str) or not _same_digest(digest, asked):
-        raise _invalid(
-            f"the response is for layer {digest!r}, not the one asked for", response, params
-        )
-    return LayerUrl(url, asked, expiry_from_url(url))
-
-
-def _same_digest(answered: str, asked: str) -> bool:
-    # The API's pattern allows upper-case hex; a service that answers in lower case
-    # is naming the same layer.
-    return answered == asked or answered.lower() == asked.lower()
-
-
-def _invalid(why: str, response: Any, params: dict[str, Any]) -> InvalidResponse:
-    meta = response.get("ResponseMetadata") or {}
-    return InvalidResponse(
-        f"GetDownloadUrlForLayer answered 200 but {why}",
-        request_id=meta.get("RequestId"),
-        http_status=meta.get("HTTPStatusCode"),
-        layer=_context(params),
-    )
-
-
-def _context(params: dict[str, Any]) -> LayerRef:
-    return LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
+        return layer_url(response, params)
