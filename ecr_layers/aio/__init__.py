@@ -1,0 +1,25 @@
+"""
+ecr-layers for asyncio: `AsyncLayerClient`, and module-level functions on a default
+client per event loop.  Needs the ``async`` extra: ``pip install "ecr-layers[async]"``.
+
+The contract is `ecr_layers`': the same validation, error classes, retry policy and
+retry budget, written once and shared; only the transport (aiobotocore) differs.
+"""
+
+from ._client import AsyncLayerClient
+from ._default import (
+    close_default_client,
+    default_client,
+    get_image,
+    get_layer_url,
+    get_layer_urls,
+)
+
+__all__ = [
+    "AsyncLayerClient",
+    "close_default_client",
+    "default_client",
+    "get_image",
+    "get_layer_url",
+    "get_layer_urls",
+]

@@ -1,0 +1,302 @@
+"""
+`AsyncLayerClient`: the `LayerClient` contract for asyncio, on aiobotocore.
+
+Only the transport is new here.  Validation (`_validation`), the error map
+(`_mapping`), the retry engine and budget (`_retry`, driven by tenacity's async loop),
+the lookup rules (`_lookups`) and the image rules (`_images.resolve`) are the ones the
+synchronous client uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from botocore.config import Config
+
+from .._botocore import check_settings, client_config, creating, policy_for_own_client
+from .._exceptions import ConfigurationError, ECRError, LayerRef
+from .._lookups import batch, context, kept, layer_url, params_of
+from .._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy, call_async
+from .._url import LayerUrl, check_endpoint_url, redact_url
+from .._validation import Validator, rules_from_model
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from aiobotocore.session import AioSession
+    from types_aiobotocore_ecr.client import ECRClient
+
+    from .._manifest import Image
+
+
+@attrs.define(init=False, repr=False)
+class AsyncLayerClient:
+    """Gets layers' download URLs and images' manifests, in asyncio, with the same
+    validation, typed errors, retry policy and retry budget as `LayerClient`.
+
+    Make one and keep it for the life of the application (a client per request
+    throws away its connections); ``await client.close()`` it, or use ``async with``.
+    Its aiobotocore client is opened on first use, in the running event loop, and
+    belongs to that loop.  Arguments as for `LayerClient`; *session* is an
+    aiobotocore session, *client* an aiobotocore ECR client (which ecr-layers then
+    neither opens nor closes).
+    """
+
+    _validator: Validator
+    _retry_policy: RetryPolicy
+    _download_retry_policy: RetryPolicy
+    _session: AioSession | None
+    _settings: dict[str, Any]
+    #: Shared by every call of this client.
+    budget: RetryBudget = attrs.Factory(RetryBudget)
+    _ecr: ECRClient | None = None
+    _stack: contextlib.AsyncExitStack = attrs.Factory(contextlib.AsyncExitStack)
+    _opening: asyncio.Lock | None = None
+    _closed: bool = False
+
+    def __init__(
+        self,
+        client: ECRClient | None = None,
+        *,
+        session: AioSession | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        profile_name: str | None = None,
+        config: Config | None = None,
+        retry_policy: RetryPolicy | None = None,
+        download_retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        if client is not None and any(
+            v is not None for v in (session, region_name, endpoint_url, profile_name, config)
+        ):
+            raise ConfigurationError(
+                "give either an existing client, or session/region/endpoint/profile/config"
+            )
+        check_settings(
+            client=client,
+            session=session,
+            region_name=region_name,
+            profile_name=profile_name,
+            config=config,
+            retry_policy=retry_policy,
+            download_retry_policy=download_retry_policy,
+        )
+        if session is not None and profile_name is not None:
+            raise ConfigurationError("give either a session or a profile_name, not both")
+        if endpoint_url is not None:
+            check_endpoint_url(endpoint_url)  # before anything is built on it
+        with creating():
+            if client is not None:
+                model = client.meta.service_model
+                api_policy = policy_for_own_client(client, retry_policy)
+            else:
+                import botocore.session
+
+                try:
+                    from aiobotocore.session import AioSession
+                except ImportError:
+                    raise ConfigurationError(
+                        'ecr_layers.aio needs aiobotocore: pip install "ecr-layers[async]"'
+                    ) from None
+
+                session = session or AioSession(profile=profile_name)
+                # aiobotocore reads the model only in a coroutine; the rules are botocore's
+                # data either way, and are needed here, before the first await.
+                model = botocore.session.Session().get_service_model("ecr")
+                api_policy = retry_policy or RetryPolicy()
+        if download_retry_policy is None:
+            download_retry_policy = attrs.evolve(
+                retry_policy or RetryPolicy(), timeout=DOWNLOAD_POLICY.timeout
+            )
+        self.__attrs_init__(
+            validator=rules_from_model(model),
+            retry_policy=api_policy,
+            download_retry_policy=download_retry_policy,
+            session=session,
+            settings={
+                "region_name": region_name,
+                "endpoint_url": endpoint_url,
+                "config": client_config(config),
+            },
+            ecr=client,
+        )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy of API calls."""
+        return self._retry_policy
+
+    @property
+    def download_retry_policy(self) -> RetryPolicy:
+        """The retry policy of downloads: tries without progress, and the whole deadline."""
+        return self._download_retry_policy
+
+    def __repr__(self) -> str:
+        endpoint = self._ecr.meta.endpoint_url if self._ecr is not None else None
+        endpoint = endpoint or self._settings.get("endpoint_url")
+        return (
+            f"AsyncLayerClient(endpoint_url={redact_url(endpoint) if endpoint else None!r}, "
+            f"retry_policy={self._retry_policy!r}, "
+            f"download_retry_policy={self._download_retry_policy!r}"
+            + (", closed=True)" if self._closed else ")")
+        )
+
+    async def __aenter__(self) -> AsyncLayerClient:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the aiobotocore client this client opened, and its connections.
+
+        Idempotent; a closed client refuses further calls with `ConfigurationError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await self._stack.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this AsyncLayerClient is closed")
+
+    async def _client(self) -> ECRClient:
+        """The aiobotocore client, opened on first use (once, whatever the concurrency)."""
+        self._check_open()
+        if self._ecr is not None:
+            return self._ecr
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._ecr is None:
+                assert self._session is not None
+                with creating():
+                    made = self._session.create_client("ecr", **self._settings)
+                    ecr: ECRClient = await self._stack.enter_async_context(made)
+                    if self._settings["endpoint_url"] is None:
+                        # It came from the environment or the config files.
+                        check_endpoint_url(ecr.meta.endpoint_url)
+                self._ecr = ecr
+            self._check_open()  # closed while this call waited for the opening
+            return self._ecr
+
+    # -- layers ----------------------------------------------------------------------
+
+    async def get_layer_url(
+        self, repository_name: str, layer_digest: str, *, registry_id: str | None = None
+    ) -> LayerUrl:
+        """Return the pre-signed download URL of a layer; see `LayerClient.get_layer_url`."""
+        params = self._validator.params(repository_name, layer_digest, registry_id)
+        return await self._get(params)
+
+    async def get_layer_urls(
+        self,
+        repository_name: str,
+        layer_digests: Iterable[str],
+        *,
+        registry_id: str | None = None,
+        max_workers: int = 16,
+    ) -> dict[str, LayerUrl | ECRError]:
+        """Look up many layers' URLs at once; see `LayerClient.get_layer_urls`.
+
+        At most *max_workers* (and the connection pool's size) run at once.
+        """
+        self._check_open()
+        digests, requests = batch(self._validator, repository_name, layer_digests, registry_id)
+        if not requests:
+            return {}
+        ecr = await self._client()
+        pool = getattr(ecr.meta.config, "max_pool_connections", 10)
+        gate = asyncio.Semaphore(max(1, min(max_workers, pool, len(requests))))
+
+        async def lookup(params: dict[str, Any]) -> LayerUrl | ECRError:
+            async with gate:
+                try:
+                    return await self._get(params)
+                except ECRError as exc:
+                    return kept(exc)
+
+        results = await asyncio.gather(*(lookup(p) for p in requests))
+        return dict(zip(digests, results, strict=True))
+
+    async def lookup_once(self, layer: LayerRef) -> LayerUrl:
+        """One GetDownloadUrlForLayer attempt, never retried here: for callers that retry."""
+        return await self._get_once(params_of(layer))
+
+    async def _get(self, params: dict[str, Any]) -> LayerUrl:
+        return await call_async(
+            lambda: self._get_once(params), self._retry_policy, budget=self.budget
+        )
+
+    async def _get_once(self, params: dict[str, Any]) -> LayerUrl:
+        ecr = await self._client()
+        try:
+            response = await ecr.get_download_url_for_layer(**params)
+        except Exception as exc:
+            from .. import _mapping
+
+            mapped = _mapping.from_botocore(exc, context(params))
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return layer_url(response, params)
+
+    # -- images ----------------------------------------------------------------------
+
+    async def get_image(
+        self,
+        repository_name: str,
+        reference: str,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+    ) -> Image:
+        """Return the image manifest a tag or digest names, verified; see
+        `LayerClient.get_image`."""
+        from .._images import Request, answer, failure, resolve
+        from .._manifest import ACCEPTED_MEDIA_TYPES
+
+        steps = resolve(
+            self._validator,
+            repository_name,
+            reference,
+            registry_id=registry_id,
+            platform=platform,
+        )
+        self._check_open()
+
+        async def batch_get(request: Request) -> Any:
+            ecr = await self._client()
+            try:
+                response = await ecr.batch_get_image(
+                    **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+                )
+            except Exception as exc:
+                mapped = failure(exc, request)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+            return answer(response, request)
+
+        try:
+            request = next(steps)
+            while True:
+                served = await call_async(
+                    lambda r=request: batch_get(r),  # type: ignore[misc]
+                    self._retry_policy,
+                    budget=self.budget,
+                )
+                request = steps.send(served)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]

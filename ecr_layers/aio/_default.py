@@ -1,0 +1,100 @@
+"""
+The default `AsyncLayerClient`: one per event loop, made on first use, closed with it.
+
+A client's connections belong to the loop that opened them, so a process running
+several loops (or one after another, as tests do) gets one client per loop.  Each is
+closed when its loop shuts down its async generators (``asyncio.run`` does), or by
+`close_default_client`: no "Unclosed client session" at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
+
+from ._client import AsyncLayerClient
+
+if TYPE_CHECKING:
+    from .._exceptions import ECRError
+    from .._manifest import Image
+    from .._url import LayerUrl
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLayerClient] = (
+    weakref.WeakKeyDictionary()
+)
+# The keepers' generators, kept alive as long as their loop: the loop holds only weak
+# references to the async generators it will finalize.
+_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def default_client() -> AsyncLayerClient:
+    """Return this event loop's default client, creating it on first use."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client._closed:
+        client = AsyncLayerClient()
+        _clients[loop] = client
+        keeper = _keeper(client)
+        await keeper.__anext__()  # parked at its yield until the loop shuts down
+        _keepers[loop] = keeper
+    return client
+
+
+async def _keeper(client: AsyncLayerClient) -> AsyncIterator[None]:
+    # The loop finalizes async generators as it shuts down (asyncio.run calls
+    # shutdown_asyncgens), which runs this finally clause in the loop, in time.
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+async def close_default_client() -> None:
+    """Close this event loop's default client now (the next call makes a new one)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.pop(loop, None)
+    keeper = _keepers.pop(loop, None)
+    if client is not None:
+        await client.close()
+    if keeper is not None:
+        await keeper.aclose()  # type: ignore[attr-defined]
+
+
+async def get_layer_url(
+    repository_name: str, layer_digest: str, *, registry_id: str | None = None
+) -> LayerUrl:
+    """`AsyncLayerClient.get_layer_url` on this loop's default client."""
+    client = await default_client()
+    return await client.get_layer_url(repository_name, layer_digest, registry_id=registry_id)
+
+
+async def get_layer_urls(
+    repository_name: str,
+    layer_digests: Iterable[str],
+    *,
+    registry_id: str | None = None,
+    max_workers: int = 16,
+) -> dict[str, LayerUrl | ECRError]:
+    """`AsyncLayerClient.get_layer_urls` on this loop's default client."""
+    client = await default_client()
+    return await client.get_layer_urls(
+        repository_name, layer_digests, registry_id=registry_id, max_workers=max_workers
+    )
+
+
+async def get_image(
+    repository_name: str,
+    reference: str,
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+) -> Image:
+    """`AsyncLayerClient.get_image` on this loop's default client."""
+    client = await default_client()
+    return await client.get_image(
+        repository_name, reference, registry_id=registry_id, platform=platform
+    )

@@ -1,0 +1,260 @@
+"""ecr_layers.aio: the same contract as the synchronous client, checked through both.
+
+Where the behaviour is the same, one test runs against `LayerClient` and
+`AsyncLayerClient` alike (``either``); what only asyncio has is tested after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+import ecr_layers
+from ecr_layers.aio import AsyncLayerClient
+from ecr_layers.testing import LocalECR, tar_layer
+
+from .imaging import FAST, REPO
+
+UNKNOWN = "sha256:" + "0" * 64
+
+
+class Synchronous:
+    """A client whose methods return their results, whichever kind it wraps."""
+
+    def __init__(self, client: Any, run: Callable[[Awaitable[Any]], Any] | None) -> None:
+        self.client = client
+        self._run = run
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.client, name)
+        if self._run is None:
+            return method  # type: ignore[no-any-return]
+        run = self._run
+        return lambda *args, **kwargs: run(method(*args, **kwargs))
+
+
+@pytest.fixture(params=["sync", "async"])
+def either(request: pytest.FixtureRequest, ecr: LocalECR) -> Iterator[Synchronous]:
+    """The same calls through `LayerClient` or `AsyncLayerClient` (on a loop of its own)."""
+    if request.param == "sync":
+        with ecr.client(retry_policy=FAST) as client:
+            yield Synchronous(client, None)
+        return
+    loop = asyncio.new_event_loop()
+    aclient = AsyncLayerClient(
+        endpoint_url=ecr.endpoint_url, region_name=ecr.region_name, retry_policy=FAST
+    )
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in ecr.env().items():
+                patch.setenv(name, value)
+            yield Synchronous(aclient, loop.run_until_complete)
+    finally:
+        loop.run_until_complete(aclient.close())
+        loop.close()
+
+
+def test_a_layer_url_and_its_typed_errors(ecr: LocalECR, either: Synchronous) -> None:
+    [digest] = ecr.push_image(REPO, [b"layer bytes"])
+    orphan = ecr.add_layer(REPO, b"referenced by no image")
+    url = either.get_layer_url(REPO, digest)
+    assert isinstance(url, ecr_layers.LayerUrl)
+    assert url.layer_digest == digest
+    assert "REDACTED" in repr(url)
+    ecr.stats.reset()
+    with pytest.raises(ecr_layers.LayersNotFound) as missing:
+        either.get_layer_url(REPO, UNKNOWN)
+    assert (missing.value.repository_name, missing.value.layer_digest) == (REPO, UNKNOWN)
+    with pytest.raises(ecr_layers.LayerInaccessible):
+        either.get_layer_url(REPO, orphan)
+    with pytest.raises(ecr_layers.RepositoryNotFound):
+        either.get_layer_url("team/none", digest)
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 3  # none retried
+
+
+@pytest.mark.parametrize(
+    ("repository", "digest"),
+    [("Bad_Name", "sha256:" + "a" * 64), (REPO, "notadigest"), (REPO, None), (42, "sha256:ab")],
+)
+def test_bad_input_is_refused_before_any_request(
+    ecr: LocalECR, either: Synchronous, repository: Any, digest: Any
+) -> None:
+    ecr.stats.reset()
+    with pytest.raises(ecr_layers.InvalidParameter):
+        either.get_layer_url(repository, digest)
+    with pytest.raises(ecr_layers.InvalidParameter):
+        either.get_image(REPO, "bad tag")
+    assert ecr.stats.count() == 0
+
+
+def test_server_errors_are_retried_exactly_attempts_times(
+    ecr: LocalECR, either: Synchronous
+) -> None:
+    [digest] = ecr.push_image(REPO, [b"layer"])
+    ecr.faults.fail_next("GetDownloadUrlForLayer", 100)
+    ecr.stats.reset()
+    with pytest.raises(ecr_layers.ServerError) as caught:
+        either.get_layer_url(REPO, digest)
+    assert ecr.stats.count("GetDownloadUrlForLayer") == FAST.attempts
+    assert caught.value.attempts == FAST.attempts
+    ecr.faults.clear()
+    ecr.faults.fail_next("GetDownloadUrlForLayer", 2)
+    ecr.stats.reset()
+    assert either.get_layer_url(REPO, digest).layer_digest == digest
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 3
+
+
+def test_a_batch_keeps_each_error_in_its_slot(ecr: LocalECR, either: Synchronous) -> None:
+    digests = ecr.push_image(REPO, [os.urandom(100) for _ in range(5)])
+    ecr.stats.reset()
+    results = either.get_layer_urls(REPO, [*digests, UNKNOWN, digests[0]])
+    assert list(results) == [*digests, UNKNOWN]
+    assert all(isinstance(results[d], ecr_layers.LayerUrl) for d in digests)
+    error = results[UNKNOWN]
+    assert isinstance(error, ecr_layers.LayersNotFound)
+    assert error.__traceback__ is None
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 6
+    with pytest.raises(TypeError):
+        either.get_layer_urls(REPO, digests[0])
+    assert either.get_layer_urls(REPO, []) == {}
+
+
+def test_an_index_resolves_to_a_platform_in_two_calls(ecr: LocalECR, either: Synchronous) -> None:
+    seeded = ecr.push_platform_image(REPO, "multi", platforms=("linux/amd64", "linux/arm64/v8"))
+    ecr.stats.reset()
+    image = either.get_image(REPO, "multi", platform="linux/arm64")
+    assert image.digest == seeded.manifests["linux/arm64/v8"].digest
+    assert image.platforms == ("linux/amd64", "linux/arm64/v8")
+    assert ecr.stats.count("BatchGetImage") == 2
+    with pytest.raises(ecr_layers.PlatformNotFound):
+        either.get_image(REPO, "multi", platform="linux/s390x")
+
+
+@pytest.mark.parametrize("code", ["UpstreamUnavailable", "KmsError", "ImageNotFound"])
+def test_image_failure_codes_are_typed_and_retried_alike(
+    ecr: LocalECR, either: Synchronous, code: str
+) -> None:
+    from ecr_layers._mapping import BY_FAILURE_CODE
+
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    ecr.faults.fail_next_images(code, times=10)
+    ecr.stats.reset()
+    cls = BY_FAILURE_CODE[code]
+    with pytest.raises(cls):
+        either.get_image(REPO, "v1")
+    assert ecr.stats.count("BatchGetImage") == (FAST.attempts if cls.retryable else 1)
+
+
+def test_a_closed_client_refuses_calls(ecr: LocalECR, either: Synchronous) -> None:
+    [digest] = ecr.push_image(REPO, [b"layer"])
+    either.close()
+    either.close()  # idempotent
+    with pytest.raises(ecr_layers.ConfigurationError, match="closed"):
+        either.get_layer_url(REPO, digest)
+    assert "closed=True" in repr(either.client)
+
+
+# -- asyncio only ---------------------------------------------------------------------
+
+
+def async_client(ecr: LocalECR, **kwargs: Any) -> AsyncLayerClient:
+    return AsyncLayerClient(endpoint_url=ecr.endpoint_url, region_name=ecr.region_name, **kwargs)
+
+
+def test_many_concurrent_lookups_share_one_client(ecr: LocalECR) -> None:
+    digests = ecr.push_image(REPO, [os.urandom(64) for _ in range(20)])
+
+    async def main() -> list[ecr_layers.LayerUrl]:
+        async with async_client(ecr) as client:
+            return await asyncio.gather(
+                *(client.get_layer_url(REPO, digests[n % 20]) for n in range(200))
+            )
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ecr.env().items():
+            patch.setenv(name, value)
+        ecr.stats.reset()
+        urls = asyncio.run(main())
+    assert [u.layer_digest for u in urls] == [digests[n % 20] for n in range(200)]
+    assert ecr.stats.count("GetDownloadUrlForLayer", status=200) == 200
+    gc.collect()  # an unclosed session would warn here, and warnings are errors
+
+
+def test_the_default_client_is_one_per_loop_and_closed_with_it(local_ecr: LocalECR) -> None:
+    from ecr_layers import aio
+
+    [digest] = local_ecr.push_image(REPO, [b"layer"])
+    clients: list[AsyncLayerClient] = []
+
+    async def main() -> str:
+        url = await aio.get_layer_url(REPO, digest)
+        clients.append(await aio.default_client())
+        assert await aio.default_client() is clients[-1]
+        return url.layer_digest
+
+    assert asyncio.run(main()) == digest
+    assert asyncio.run(main()) == digest  # a new loop: a new client
+    assert clients[0] is not clients[1]
+    assert all(client._closed for client in clients)  # closed as each loop shut down
+    gc.collect()
+
+
+def test_close_default_client_and_use_after(local_ecr: LocalECR) -> None:
+    from ecr_layers import aio
+
+    [digest] = local_ecr.push_image(REPO, [b"layer"])
+
+    async def main() -> None:
+        first = await aio.default_client()
+        await aio.get_layer_url(REPO, digest)
+        await aio.close_default_client()
+        assert first._closed
+        with pytest.raises(ecr_layers.ConfigurationError):
+            await first.get_layer_url(REPO, digest)
+        assert (await aio.get_layer_url(REPO, digest)).layer_digest == digest
+
+    asyncio.run(main())
+
+
+def test_a_self_retrying_client_handed_in_is_not_retried_again(ecr: LocalECR) -> None:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import AioSession
+
+    [digest] = ecr.push_image(REPO, [b"layer"])
+
+    async def main() -> int:
+        session = AioSession()
+        async with session.create_client(
+            "ecr",
+            endpoint_url=ecr.endpoint_url,
+            region_name=ecr.region_name,
+            aws_access_key_id=ecr.access_key_id,
+            aws_secret_access_key=ecr.secret_access_key,
+            config=AioConfig(retries={"mode": "standard", "total_max_attempts": 3}),
+        ) as theirs:
+            client = AsyncLayerClient(theirs)
+            assert client.retry_policy.attempts == 1
+            with pytest.raises(ecr_layers.ServerError):
+                await client.get_layer_url(REPO, digest)
+            await client.close()  # theirs stays theirs: still usable
+            found = await theirs.describe_repositories(repositoryNames=[REPO])
+            return len(found["repositories"])
+
+    ecr.faults.fail_next("GetDownloadUrlForLayer", 100)
+    ecr.stats.reset()
+    assert asyncio.run(main()) == 1
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 3  # botocore's 3, not 3 x 5
+
+
+def test_bad_settings_are_typed_errors() -> None:
+    with pytest.raises(ecr_layers.ConfigurationError):
+        AsyncLayerClient(endpoint_url="notaurl")
+    with pytest.raises(ecr_layers.ConfigurationError):
+        AsyncLayerClient(region_name=5)  # type: ignore[arg-type]
+    with pytest.raises(ecr_layers.ConfigurationError):
+        AsyncLayerClient(retry_policy="fast")  # type: ignore[arg-type]
