@@ -258,3 +258,19 @@ def test_bad_settings_are_typed_errors() -> None:
         AsyncLayerClient(region_name=5)  # type: ignore[arg-type]
     with pytest.raises(ecr_layers.ConfigurationError):
         AsyncLayerClient(retry_policy="fast")  # type: ignore[arg-type]
+
+
+def test_a_client_belongs_to_the_loop_that_opened_it(ecr: LocalECR) -> None:
+    [digest] = ecr.push_image(REPO, [b"layer"])
+    client = async_client(ecr)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ecr.env().items():
+            patch.setenv(name, value)
+        first = asyncio.new_event_loop()
+        try:
+            assert first.run_until_complete(client.get_layer_url(REPO, digest))
+            with pytest.raises(ecr_layers.ConfigurationError, match="another event loop"):
+                asyncio.run(client.get_layer_url(REPO, digest))
+        finally:
+            first.run_until_complete(client.close())
+            first.close()

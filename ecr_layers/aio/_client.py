@@ -56,6 +56,7 @@ class AsyncLayerClient:
     _ecr: ECRClient | None = None
     _stack: contextlib.AsyncExitStack = attrs.Factory(contextlib.AsyncExitStack)
     _opening: asyncio.Lock | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
     _closed: bool = False
 
     def __init__(
@@ -174,7 +175,14 @@ class AsyncLayerClient:
     async def _client(self) -> ECRClient:
         """The aiobotocore client, opened on first use (once, whatever the concurrency)."""
         self._check_open()
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and loop is not self._loop:
+            # Its connections belong to the loop that opened them.
+            raise ConfigurationError(
+                "this AsyncLayerClient was opened in another event loop; make one per loop"
+            )
         if self._ecr is not None:
+            self._loop = loop  # a client handed in: the loop of its first use
             return self._ecr
         if self._opening is None:
             self._opening = asyncio.Lock()
@@ -187,7 +195,7 @@ class AsyncLayerClient:
                     if self._settings["endpoint_url"] is None:
                         # It came from the environment or the config files.
                         check_endpoint_url(ecr.meta.endpoint_url)
-                self._ecr = ecr
+                self._ecr, self._loop = ecr, loop
             self._check_open()  # closed while this call waited for the opening
             return self._ecr
 
@@ -240,7 +248,9 @@ class AsyncLayerClient:
         )
 
     async def _get_once(self, params: dict[str, Any]) -> LayerUrl:
-        ecr = await self._client()
+        ecr = self._ecr
+        if ecr is None or self._closed or self._loop is not asyncio.get_running_loop():
+            ecr = await self._client()  # the slow path: opening, or refusing
         try:
             response = await ecr.get_download_url_for_layer(**params)
         except Exception as exc:

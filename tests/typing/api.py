@@ -100,3 +100,22 @@ except ecr_layers.BlobTooLarge as too_large:
 except ecr_layers.ECRError as any_error:
     assert_type(any_error.reference, str | None)
     assert_type(any_error.image, ecr_layers.ImageRef | None)
+
+
+# asyncio.
+async def _async_api() -> None:
+    from ecr_layers import aio
+
+    async with aio.AsyncLayerClient(region_name="us-east-1") as async_client:
+        assert_type(async_client, aio.AsyncLayerClient)
+        assert_type(await async_client.get_layer_url("team/app", "sha256:ab"), LayerUrl)
+        assert_type(
+            await async_client.get_layer_urls("team/app", ["sha256:ab"]),
+            dict[str, LayerUrl | ecr_layers.ECRError],
+        )
+        assert_type(await async_client.get_image("team/app", "v1"), ecr_layers.Image)
+        assert_type(async_client.retry_policy, RetryPolicy)
+    assert_type(await aio.get_layer_url("team/app", "sha256:ab"), LayerUrl)
+    assert_type(await aio.get_image("team/app", "v1", platform="linux/amd64"), ecr_layers.Image)
+    assert_type(await aio.default_client(), aio.AsyncLayerClient)
+    await aio.close_default_client()
