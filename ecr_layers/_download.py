@@ -73,6 +73,56 @@ class _Forward:
         return self.pace
 
 
+@attrs.frozen
+class Plan:
+    """A download, checked and ready: what to fetch, how to verify it, where it lands."""
+
+    layer: LayerRef
+    #: The hash to compute (sha256 when not verifying: the bytes are hashed anyway).
+    algorithm: str
+    target: pathlib.Path
+    verify: bool
+    allow_http: bool
+
+    def check(self, actual: str) -> None:
+        """Raise `DigestMismatch` if *actual* (``algorithm:hex``) is not the digest."""
+        expected = self.layer.layer_digest
+        if self.verify and actual != expected:
+            raise DigestMismatch(
+                f"the downloaded bytes hash to {actual}, not {expected}; nothing was kept",
+                expected=expected,
+                actual=actual,
+                layer=self.layer,
+            )
+
+
+def prepare(
+    validator: Validator,
+    repository_name: object,
+    layer_digest: object,
+    destination: object,
+    *,
+    registry_id: object,
+    parallel: object,
+    verify: object,
+    allow_http: object,
+    progress: object,
+) -> Plan:
+    """Check everything a download needs before any request: arguments, digest, destination."""
+    params = validator.params(repository_name, layer_digest, registry_id)
+    digest: str = params["layerDigest"]
+    layer = LayerRef(params["repositoryName"], digest, params.get("registryId"))
+    for name, value in (("verify", verify), ("allow_http", allow_http)):
+        if not isinstance(value, bool):
+            raise InvalidParameter(f"{name} must be a bool", parameter=name)
+    if parallel is not None:
+        check_connections(parallel, "parallel", none_too=True)
+    check_progress(progress)
+    algorithm = check_digest(digest, layer) if verify else "sha256"
+    target = resolve_destination(destination, digest, layer)
+    return Plan(layer, algorithm, target, bool(verify), bool(allow_http))
+
+
 def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     source: URLSource,
     pool: urllib3.PoolManager,
@@ -98,20 +148,20 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     the group of downloads this one stops with; *max_size* (a manifest's size for
     the blob) refuses a larger body before it is read past (`BlobTooLarge`).
     """
-    params = validator.params(repository_name, layer_digest, registry_id)
-    digest: str = params["layerDigest"]
-    layer = LayerRef(params["repositoryName"], digest, params.get("registryId"))
-    for name, value in (("verify", verify), ("allow_http", allow_http)):
-        if not isinstance(value, bool):
-            raise InvalidParameter(f"{name} must be a bool", parameter=name)
-    if parallel is not None:
-        check_connections(parallel, "parallel", none_too=True)
-    check_progress(progress)
-    algorithm = check_digest(digest, layer) if verify else "sha256"
-    target = resolve_destination(destination, digest, layer)
-
+    plan = prepare(
+        validator,
+        repository_name,
+        layer_digest,
+        destination,
+        registry_id=registry_id,
+        parallel=parallel,
+        verify=verify,
+        allow_http=allow_http,
+        progress=progress,
+    )
+    layer, algorithm, target = plan.layer, plan.algorithm, plan.target
     deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
-    job = Job(source, pool, layer, bool(allow_http), policy, budget, deadline, limit=max_size)
+    job = Job(source, pool, layer, plan.allow_http, policy, budget, deadline, limit=max_size)
     if crew is not None:
         crew.join(job)
     if url is not None:
@@ -124,13 +174,7 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
         with landing.os_errors():  # a write that failed on the sink's thread: ENOSPC, EIO
             _fetch(job, sink, parallel)
             actual = f"{algorithm}:{sink.hexdigest()}"
-        if verify and actual != digest:
-            raise DigestMismatch(
-                f"the downloaded bytes hash to {actual}, not {digest}; nothing was kept",
-                expected=digest,
-                actual=actual,
-                layer=layer,
-            )
+        plan.check(actual)
         return landing.commit()
     except BaseException:
         job.cancel()

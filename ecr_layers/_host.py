@@ -44,6 +44,84 @@ READ_TIMEOUT = 30.0
 READ_ERRORS = (OSError, http.client.HTTPException, ValueError)
 
 
+def range_header(start: int, end: int | None) -> dict[str, str]:
+    """The headers asking for bytes [start, end) (end None: to the end)."""
+    if start or end is not None:
+        return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+    return {}
+
+
+def time_left(deadline: float | None, layer: LayerRef) -> float:
+    """Seconds a request may take: `READ_TIMEOUT`, or what is left before *deadline*."""
+    left = READ_TIMEOUT if deadline is None else deadline - time.monotonic()
+    if left <= 0:
+        raise EndpointTimeout("the download did not finish by its deadline", layer=layer)
+    return left
+
+
+def answer_error(
+    status: int, body: bytes, headers: Any, layer: LayerRef, url: LayerUrl
+) -> ECRError:
+    """The typed error for the download host's answer other than 200/206."""
+    return _mapping.from_download_answer(status, body, headers, layer, url_expired=url.expired())
+
+
+@attrs.define
+class Renewal:
+    """One download's URL and the rules for renewing it, whatever the transport.
+
+    The transport holds its own lock around `begin`, the lookup and `accept`, so that
+    one renewal serves every worker that found the URL stale.
+    """
+
+    layer: LayerRef
+    allow_http: bool
+    url: LayerUrl | None = None
+    #: Renewals begun; a worker that waited through one compares it with what it saw.
+    refreshes: int = 0
+    failure: ECRError | None = None
+    stale_on_arrival: int = 0
+
+    def current(self) -> LayerUrl | None:
+        """The URL to use now, or None if it must be renewed first."""
+        url = self.url
+        # Once two URLs in a row looked expired the moment they came, this machine's
+        # clock is ahead of the service's: URLs are then used until the host says
+        # otherwise, since renewing before every request would cost an API call per
+        # range and gain nothing.
+        if url is not None and (
+            self.stale_on_arrival >= 2 or not url.expired(margin=EXPIRY_MARGIN)
+        ):
+            return url
+        return None
+
+    def begin(self, seen: int) -> None:
+        """Start a renewal, unless the one this worker waited on (*seen*) just failed:
+        that failure is its own too, without a request of its own."""
+        if self.refreshes != seen and self.failure is not None:
+            raise copy.copy(self.failure)
+        self.refreshes += 1
+
+    def accept(self, fresh: LayerUrl) -> LayerUrl:
+        """Take a renewed URL, once it passes the URL checks."""
+        check_download_url(fresh.download_url, allow_http=self.allow_http, layer=self.layer)
+        self.url, self.failure = fresh, None
+        self.stale_on_arrival = (
+            self.stale_on_arrival + 1 if fresh.expired(margin=EXPIRY_MARGIN) else 0
+        )
+        return fresh
+
+    def use(self, url: LayerUrl) -> None:
+        """Start from *url*, looked up beforehand (in a batch), once it passes the URL checks."""
+        check_download_url(url.download_url, allow_http=self.allow_http, layer=self.layer)
+        self.url = url
+
+    def forget(self, url: LayerUrl) -> None:
+        """Drop *url* (the download host said it expired), unless already renewed."""
+        if self.url is url:
+            self.url = None
+
+
 class URLSource(Protocol):
     """What a download needs from the client: one lookup, never retried by itself."""
 
@@ -64,62 +142,42 @@ class Job:
     cancelled: threading.Event = attrs.Factory(threading.Event)
     #: The most bytes the blob may have (from its descriptor or a cap), or None.
     limit: int | None = None
-    _url: LayerUrl | None = None
+    _renewal: Renewal = attrs.field(init=False)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
-    _refreshes: int = 0
-    _failure: ECRError | None = None
-    _stale_on_arrival: int = 0
     _open: set[Any] = attrs.Factory(set)
     # Not _lock: that one is held through a URL renewal, and cancel must not wait for it.
     _open_lock: threading.Lock = attrs.Factory(threading.Lock)
 
-    def _usable(self, url: LayerUrl | None) -> bool:
-        # Once two URLs in a row looked expired the moment they came, this machine's
-        # clock is ahead of the service's: URLs are then used until the host says
-        # otherwise, since renewing before every request would cost an API call per
-        # range and gain nothing.
-        return url is not None and (
-            self._stale_on_arrival >= 2 or not url.expired(margin=EXPIRY_MARGIN)
-        )
+    def __attrs_post_init__(self) -> None:
+        self._renewal = Renewal(self.layer, self.allow_http)
 
     def url(self) -> LayerUrl:
         """Return a usable URL, renewing it once for every worker that finds it stale."""
-        url, seen = self._url, self._refreshes
-        if url is not None and self._usable(url):
+        renewal = self._renewal
+        url, seen = renewal.current(), renewal.refreshes
+        if url is not None:
             return url
         with self._lock:
-            if self._url is not None and self._usable(self._url):
-                return self._url  # another worker renewed it while this one waited
-            if self._refreshes != seen and self._failure is not None:
-                # The renewal this worker waited on failed: that failure is its own too,
-                # without a request of its own.
-                raise copy.copy(self._failure)
-            self._refreshes += 1
+            url = renewal.current()
+            if url is not None:
+                return url  # another worker renewed it while this one waited
+            renewal.begin(seen)
             try:
                 # One API attempt: retrying is the download loop's, never a loop inside it.
-                fresh = self.source.lookup_once(self.layer)
-                check_download_url(fresh.download_url, allow_http=self.allow_http, layer=self.layer)
+                return renewal.accept(self.source.lookup_once(self.layer))
             except ECRError as exc:
-                self._failure = exc
+                renewal.failure = exc
                 raise
-            self._url, self._failure = fresh, None
-            if fresh.expired(margin=EXPIRY_MARGIN):
-                self._stale_on_arrival += 1
-            else:
-                self._stale_on_arrival = 0
-            return fresh
 
     def use(self, url: LayerUrl) -> None:
         """Start from *url*, looked up beforehand (in a batch), once it passes the URL checks."""
-        check_download_url(url.download_url, allow_http=self.allow_http, layer=self.layer)
         with self._lock:
-            self._url = url
+            self._renewal.use(url)
 
     def forget(self, url: LayerUrl) -> None:
         """Drop *url* (the download host said it expired), unless already renewed."""
         with self._lock:
-            if self._url is url:
-                self._url = None
+            self._renewal.forget(url)
 
     def check_size(self, size: int | None) -> None:
         """Raise `BlobTooLarge` if *size* (announced, or read so far) is over the limit."""
@@ -152,12 +210,8 @@ class Job:
         import urllib3
 
         url = self.url()
-        headers = {}
-        if start or end is not None:
-            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        left = READ_TIMEOUT if self.deadline is None else self.deadline - time.monotonic()
-        if left <= 0:
-            raise EndpointTimeout("the download did not finish by its deadline", layer=self.layer)
+        headers = range_header(start, end)
+        left = time_left(self.deadline, self.layer)
         try:
             response = self.pool.request(
                 "GET",
@@ -184,9 +238,7 @@ class Job:
             body = b""
         finally:
             response.release_conn()
-        error = _mapping.from_download_answer(
-            response.status, body, response.headers, self.layer, url_expired=url.expired()
-        )
+        error = answer_error(response.status, body, response.headers, self.layer, url)
         if isinstance(error, DownloadUrlExpired):
             self.forget(url)
         raise error
