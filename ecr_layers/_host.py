@@ -51,6 +51,17 @@ def range_header(start: int, end: int | None) -> dict[str, str]:
     return {}
 
 
+def check_size(limit: int | None, size: int | None, layer: LayerRef) -> None:
+    """Raise `BlobTooLarge` if *size* (announced, or read so far) is over *limit*."""
+    if limit is not None and size is not None and size > limit:
+        raise BlobTooLarge(
+            f"the blob is larger than the {limit} bytes allowed; not read further",
+            size=size,
+            limit=limit,
+            layer=layer,
+        )
+
+
 def time_left(deadline: float | None, layer: LayerRef) -> float:
     """Seconds a request may take: `READ_TIMEOUT`, or what is left before *deadline*."""
     left = READ_TIMEOUT if deadline is None else deadline - time.monotonic()
@@ -181,13 +192,7 @@ class Job:
 
     def check_size(self, size: int | None) -> None:
         """Raise `BlobTooLarge` if *size* (announced, or read so far) is over the limit."""
-        if self.limit is not None and size is not None and size > self.limit:
-            raise BlobTooLarge(
-                f"the blob is larger than the {self.limit} bytes allowed; not read further",
-                size=size,
-                limit=self.limit,
-                layer=self.layer,
-            )
+        check_size(self.limit, size, self.layer)
 
     def pace(self) -> Pace:
         # Read at each connection, not bound at import, so that tests can shrink them.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import pathlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -274,3 +275,132 @@ def test_a_client_belongs_to_the_loop_that_opened_it(ecr: LocalECR) -> None:
         finally:
             first.run_until_complete(client.close())
             first.close()
+
+
+# -- downloads, through both clients --------------------------------------------------
+
+
+def test_a_download_lands_verified(
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    [digest] = ecr.push_image(REPO, [data])
+    seen: list[tuple[int, int | None]] = []
+    path = either.download_layer(REPO, digest, tmp_path, progress=lambda d, t: seen.append((d, t)))
+    assert path.read_bytes() == data
+    assert seen[-1] == (len(data), len(data))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_cut_download_resumes_and_an_expired_url_is_renewed(
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    [digest] = ecr.push_image(REPO, [data])
+    ecr.faults.truncate_next_blobs(1, after=1_000_000)
+    ecr.stats.reset()
+    assert either.download_layer(REPO, digest, tmp_path / "a").read_bytes() == data
+    assert ecr.stats.blob_count(digest) == 2
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 1
+    ecr.faults.expire_next_urls(1)
+    ecr.stats.reset()
+    assert either.download_layer(REPO, digest, tmp_path / "b").read_bytes() == data
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 2
+
+
+def test_a_host_that_ignores_range_still_gives_the_right_bytes(
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    [digest] = ecr.push_image(REPO, [data])
+    ecr.faults.ignore_range = True
+    ecr.faults.truncate_next_blobs(1, after=500_000)
+    assert either.download_layer(REPO, digest, tmp_path / "a").read_bytes() == data
+
+
+def test_corrupt_bytes_never_land(
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
+) -> None:
+    [digest] = ecr.push_image(REPO, [os.urandom(100_000)])
+    ecr.faults.corrupt_next_blobs(1)
+    with pytest.raises(ecr_layers.DigestMismatch) as caught:
+        either.download_layer(REPO, digest, tmp_path)
+    assert caught.value.layer_digest == digest
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cuts_that_never_progress_end_within_attempts(
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
+) -> None:
+    [digest] = ecr.push_image(REPO, [os.urandom(3 * 1024 * 1024)])
+    ecr.faults.ignore_range = True
+    ecr.faults.truncate_next_blobs(10**6, after=1000)
+    ecr.stats.reset()
+    with pytest.raises(ecr_layers.EndpointUnreachable) as caught:
+        either.download_layer(REPO, digest, tmp_path)
+    assert ecr.stats.blob_count() == FAST.attempts + 1
+    assert caught.value.attempts == FAST.attempts + 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (404, "NoSuchKey", ecr_layers.LayersNotFound),
+        (403, "AccessDenied", ecr_layers.AccessDenied),
+        (503, "SlowDown", ecr_layers.Throttled),
+    ],
+    ids=lambda a: str(a[0]),
+)
+def test_the_download_hosts_answers_are_typed_alike(
+    ecr: LocalECR,
+    either: Synchronous,
+    tmp_path: pathlib.Path,
+    answer: tuple[int, str, type[ecr_layers.ECRError]],
+) -> None:
+    status, code, error = answer
+    [digest] = ecr.push_image(REPO, [os.urandom(1000)])
+    ecr.faults.fail_next_blobs(10, status=status, code=code)
+    with pytest.raises(error) as caught:
+        either.download_layer(REPO, digest, tmp_path)
+    assert "X-Amz-Signature" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_slow_link_goes_parallel_alike(
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
+) -> None:
+    from ecr_layers import _transfer
+
+    data = os.urandom(9 * 1024 * 1024)
+    [digest] = ecr.push_image(REPO, [data])
+    ecr.stats.reset()
+    path = either.download_layer(REPO, digest, tmp_path, parallel=3)
+    assert path.read_bytes() == data
+    # One first chunk, then the rest in CHUNK_SIZE ranges.
+    assert ecr.stats.blob_count(digest) == -(-len(data) // _transfer.CHUNK_SIZE)
+
+
+def test_cancelling_a_download_leaves_nothing(ecr: LocalECR, tmp_path: pathlib.Path) -> None:
+    data = os.urandom(4 * 1024 * 1024)
+    [digest] = ecr.push_image(REPO, [data])
+    ecr.faults.bandwidth = 512 * 1024  # 8 s: long enough to be cancelled
+
+    async def main() -> None:
+        async with async_client(ecr) as client:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await client.download_layer(REPO, digest, tmp_path)
+            assert client._session_http is not None
+            connector = client._session_http.connector
+            assert connector is not None
+            # No connection is left open, and none went back to the pool half-read.
+            assert sum(len(c) for c in connector._conns.values()) == 0
+            assert len(connector._acquired) == 0
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ecr.env().items():
+            patch.setenv(name, value)
+        asyncio.run(main())
+    assert list(tmp_path.iterdir()) == []
+    gc.collect()

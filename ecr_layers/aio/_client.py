@@ -25,12 +25,20 @@ from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
 
 if TYPE_CHECKING:
+    import os
+    import pathlib
+    from collections.abc import Callable
     from types import TracebackType
 
+    import aiohttp
     from aiobotocore.session import AioSession
     from types_aiobotocore_ecr.client import ECRClient
 
     from .._manifest import Image
+
+
+#: Connections the downloads' pool keeps, as the synchronous client's urllib3 pool.
+_HTTP_CONNECTIONS = 16
 
 
 @attrs.define(init=False, repr=False)
@@ -57,6 +65,7 @@ class AsyncLayerClient:
     _stack: contextlib.AsyncExitStack = attrs.Factory(contextlib.AsyncExitStack)
     _opening: asyncio.Lock | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _session_http: aiohttp.ClientSession | None = None
     _closed: bool = False
 
     def __init__(
@@ -261,6 +270,58 @@ class AsyncLayerClient:
                 raise
             raise mapped from exc
         return layer_url(response, params)
+
+    async def download_layer(
+        self,
+        repository_name: str,
+        layer_digest: str,
+        destination: str | os.PathLike[str],
+        *,
+        registry_id: str | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        parallel: int | None = None,
+        verify: bool = True,
+        allow_http: bool = False,
+    ) -> pathlib.Path:
+        """Download a layer, verified, resumed, landed atomically; see
+        `LayerClient.download_layer` (the same checks, bounds and guarantees).
+
+        Cancelling the task (``task.cancel()``, ``asyncio.timeout``) stops it at once,
+        leaves no temporary file and closes its connections.  *progress* is called
+        from a worker thread.
+        """
+        from ._download import download
+
+        return await download(
+            self,
+            await self._http(),
+            self._validator,
+            self._download_retry_policy,
+            self.budget,
+            repository_name,
+            layer_digest,
+            destination,
+            registry_id=registry_id,
+            progress=progress,
+            parallel=parallel,
+            verify=verify,
+            allow_http=allow_http,
+        )
+
+    async def _http(self) -> aiohttp.ClientSession:
+        """The downloads' connection pool: one aiohttp session, opened on first use."""
+        await self._client()  # the same loop and lifetime checks, and the order of closing
+        if self._session_http is None:
+            import aiohttp
+
+            session = aiohttp.ClientSession(
+                # As many connections as the synchronous client's pool; the digest is of
+                # the bytes as stored, so no decompression.
+                connector=aiohttp.TCPConnector(limit=_HTTP_CONNECTIONS),
+                auto_decompress=False,
+            )
+            self._session_http = await self._stack.enter_async_context(session)
+        return self._session_http
 
     # -- images ----------------------------------------------------------------------
 
