@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from ._exceptions import InvalidParameter, LayerRef
+from ._exceptions import LayerRef
 
 if TYPE_CHECKING:
     from ._client import LayerClient
@@ -86,36 +86,15 @@ class ImageMethods:
         when the manifest already says so).
         """
         from . import _images
-        from ._manifest import Image
 
-        limit = _images.check_max_bytes(max_bytes)
-        if isinstance(image, Image):
-            if reference is not None or registry_id is not None or platform is not None:
-                raise InvalidParameter(
-                    "give an Image alone, or a repository name and a reference",
-                    parameter="reference",
-                )
-            found = image
-        else:
-            if reference is None:
-                raise InvalidParameter(
-                    "a reference (tag or digest) is needed with a repository name",
-                    parameter="reference",
-                )
-            found = self.get_image(image, reference, registry_id=registry_id, platform=platform)
-        blob = found.config
-        layer = LayerRef(found.repository_name, blob.digest, found.registry_id)
-        if blob.size > limit:
-            from ._exceptions import BlobTooLarge
-
-            raise BlobTooLarge(
-                f"the image's config is {blob.size} bytes, over max_bytes={limit}",
-                size=blob.size,
-                limit=limit,
-                layer=layer,
-                image=found.ref,
-            )
-        with self._open_blob(layer, limit=limit) as stream:
+        limit, given = _images.config_request(image, reference, registry_id, platform, max_bytes)
+        found = given or self.get_image(
+            image,  # type: ignore[arg-type]
+            reference,  # type: ignore[arg-type]
+            registry_id=registry_id,
+            platform=platform,
+        )
+        with self._open_blob(_images.config_blob(found, limit), limit=limit) as stream:
             data = stream.read()
         return _images.parse_config(data, found)
 
@@ -140,15 +119,11 @@ class ImageMethods:
         and kin are raised by this call.  *layer_digest* may be a `Descriptor` from an
         `Image`, whose ``size`` then bounds what is read (`BlobTooLarge` beyond it).
         """
-        from ._manifest import Descriptor
+        from ._images import blob_request
 
-        limit = None
-        if isinstance(layer_digest, Descriptor):
-            # The manifest's size bounds what the host may send under this digest.
-            limit = layer_digest.size
-            layer_digest = layer_digest.digest
-        params = self._client._validator.params(repository_name, layer_digest, registry_id)
-        layer = LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
+        layer, limit = blob_request(
+            self._client._validator, repository_name, layer_digest, registry_id
+        )
         return self._open_blob(layer, limit=limit)
 
     def _open_blob(self, layer: LayerRef, *, limit: int | None = None) -> io.BufferedReader:

@@ -289,3 +289,58 @@ def parse_config(data: bytes, image: Image) -> dict[str, Any]:
             f"the image's config {image.config.digest[:80]} is not a JSON object", image=image.ref
         )
     return config
+
+
+def config_request(
+    image: object,
+    reference: object,
+    registry_id: object,
+    platform: object,
+    max_bytes: object,
+) -> tuple[int, Image | None]:
+    """Check ``get_config``'s arguments: return the cap, and the `Image` if one was given
+    (else the repository and reference name the image to get first)."""
+    limit = check_max_bytes(max_bytes)
+    if isinstance(image, Image):
+        if reference is not None or registry_id is not None or platform is not None:
+            raise InvalidParameter(
+                "give an Image alone, or a repository name and a reference",
+                parameter="reference",
+            )
+        return limit, image
+    if reference is None:
+        raise InvalidParameter(
+            "a reference (tag or digest) is needed with a repository name",
+            parameter="reference",
+        )
+    return limit, None
+
+
+def config_blob(image: Image, limit: int) -> LayerRef:
+    """The config blob to read; `BlobTooLarge` at once when the manifest says it is over."""
+    blob = image.config
+    layer = LayerRef(image.repository_name, blob.digest, image.registry_id)
+    if blob.size > limit:
+        raise BlobTooLarge(
+            f"the image's config is {blob.size} bytes, over max_bytes={limit}",
+            size=blob.size,
+            limit=limit,
+            layer=layer,
+            image=image.ref,
+        )
+    return layer
+
+
+def blob_request(
+    validator: Validator, repository_name: object, blob: object, registry_id: object
+) -> tuple[LayerRef, int | None]:
+    """Check ``open_layer``'s arguments: the blob, and the size bound a `Descriptor` gives."""
+    from ._manifest import Descriptor
+
+    limit, digest = None, blob
+    if isinstance(blob, Descriptor):
+        # The manifest's size bounds what the host may send under this digest.
+        limit, digest = blob.size, blob.digest
+    params = validator.params(repository_name, digest, registry_id)
+    layer = LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
+    return layer, limit

@@ -18,12 +18,61 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import BlobTooLarge, DigestMismatch, ECRError, EndpointUnreachable
-from ._host import READ_ERRORS, Job, body
+from ._exceptions import DigestMismatch, ECRError, EndpointUnreachable, LayerRef
+from ._host import READ_ERRORS, Job, body, check_size
 from ._transfer import Pace, parse_range
 
 if TYPE_CHECKING:
     import urllib3
+
+
+class StreamCheck:
+    """A stream's rules, whatever its transport: where it is, how big the blob is (and
+    may be), and the digest, checked at the end, before the last bytes are handed out."""
+
+    def __init__(self, layer: LayerRef, algorithm: str, limit: int | None) -> None:
+        self.layer = layer
+        self._algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self._limit = limit
+        #: Bytes handed to the reader so far (and hashed).
+        self.position = 0
+        #: The blob's size once the host has said it.
+        self.size: int | None = None
+
+    def connected(self, status: int, headers: Any) -> int:
+        """Take a 200/206 answer's headers; return how many bytes to skip (the host
+        ignored ``Range``, and sent again what was already handed out)."""
+        total = parse_range(status, headers, self.position, self.layer)
+        if self.size is None:
+            self.size = total
+            check_size(self._limit, total, self.layer)
+        return self.position if status == 200 else 0
+
+    def wanted(self, count: int) -> int:
+        """How many of *count* bytes to ask for: never past the blob's end."""
+        return count if self.size is None else min(count, self.size - self.position)
+
+    def passed(self, data: memoryview) -> bool:
+        """Account for *data*, about to be handed out (empty: the body ended); return
+        True at the end, once the whole has been verified."""
+        if data:
+            check_size(self._limit, self.position + len(data), self.layer)
+            self._hash.update(data)
+            self.position += len(data)
+            if self.position != self.size:
+                return False
+        elif self.size is not None and self.position < self.size:
+            raise EndpointUnreachable("the layer's body ended early", layer=self.layer)
+        actual = f"{self._algorithm}:{self._hash.hexdigest()}"
+        if actual != self.layer.layer_digest:
+            raise DigestMismatch(
+                f"the layer's bytes hash to {actual}, not {self.layer.layer_digest}",
+                expected=self.layer.layer_digest,
+                actual=actual,
+                layer=self.layer,
+            )
+        return True
 
 
 class LayerStream(io.RawIOBase):
@@ -36,21 +85,21 @@ class LayerStream(io.RawIOBase):
 
     _pace: Pace
 
-    def __init__(self, job: Job, algorithm: str | None) -> None:
+    def __init__(self, job: Job, algorithm: str) -> None:
         super().__init__()
         self._job = job
-        self._hash = hashlib.new(algorithm) if algorithm is not None else None
-        self._algorithm = algorithm
-        #: Bytes handed to the reader so far (and hashed).
-        self.position = 0
-        #: The blob's size once the host has said it.
-        self.size: int | None = None
+        self._check = StreamCheck(job.layer, algorithm, job.limit)
         self._response: urllib3.BaseHTTPResponse | None = None
         self._body: Any = None
         self._url = ""
         self._error: ECRError | None = None
         self._end = False
         self._returned_at = time.monotonic()
+
+    @property
+    def position(self) -> int:
+        """Bytes handed to the reader so far."""
+        return self._check.position
 
     def readable(self) -> bool:
         return True
@@ -94,25 +143,18 @@ class LayerStream(io.RawIOBase):
         except BaseException:
             self._drop()  # the retry, if any, resumes on a new connection
             raise
-        wanted = view
-        if self.size is not None:
-            wanted = view[: self.size - self.position]
+        wanted = view[: self._check.wanted(len(view))]
         with self._read_errors():
             got = self._body.readinto(wanted) if wanted else 0
         self._pace.count(got)
-        if got:
-            self._check_limit(self.position + got)
-            self._hash_update(view[:got])
-            self.position += got
-            if self.position != self.size:
-                return got
-        elif self.size is not None and self.position < self.size:
+        try:
+            # The end's bytes are handed out only if the whole is right.
+            self._end = self._check.passed(view[:got])
+        except ECRError:
             self._drop()
-            raise EndpointUnreachable("the layer's body ended early", layer=self._job.layer)
-        # The end: the bytes of this read are handed out only if the whole is right.
-        self._verify()
-        self._end = True
-        self._release()
+            raise
+        if self._end:
+            self._release()
         return got
 
     def _connect(self) -> None:
@@ -121,14 +163,9 @@ class LayerStream(io.RawIOBase):
         response, self._url = job.open(self.position, None)
         self._response = response
         try:
-            total = parse_range(response.status, response.headers, self.position, job.layer)
-            if self.size is None:
-                self.size = total
-                if total is not None:
-                    self._check_limit(total)
+            skip = self._check.connected(response.status, response.headers)
             self._body = body(response)
-            if response.status == 200 and self.position:
-                self._skip(self.position)  # the host ignored Range: pass what was handed out
+            self._skip(skip)
         except BaseException:
             self._drop()
             raise
@@ -153,31 +190,6 @@ class LayerStream(io.RawIOBase):
                 raise EndpointUnreachable("the layer's body ended early", layer=self._job.layer)
             self._pace.check(got)
             count -= got
-
-    def _check_limit(self, size: int) -> None:
-        try:
-            self._job.check_size(size)
-        except BlobTooLarge:
-            self._drop()
-            raise
-
-    def _hash_update(self, data: memoryview) -> None:
-        if self._hash is not None:
-            self._hash.update(data)
-
-    def _verify(self) -> None:
-        if self._hash is None:
-            return
-        actual = f"{self._algorithm}:{self._hash.hexdigest()}"
-        expected = self._job.layer.layer_digest
-        if actual != expected:
-            self._drop()
-            raise DigestMismatch(
-                f"the layer's bytes hash to {actual}, not {expected}",
-                expected=expected,
-                actual=actual,
-                layer=self._job.layer,
-            )
 
     def _release(self) -> None:
         response, self._response = self._response, None

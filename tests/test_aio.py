@@ -404,3 +404,81 @@ def test_cancelling_a_download_leaves_nothing(ecr: LocalECR, tmp_path: pathlib.P
         asyncio.run(main())
     assert list(tmp_path.iterdir()) == []
     gc.collect()
+
+
+# -- streams and configs, through both clients ------------------------------------------
+
+
+class Stream:
+    """``open_layer``'s reader, read the same way whichever client opened it."""
+
+    def __init__(self, either: Synchronous, stream: Any) -> None:
+        self._either, self._stream = either, stream
+
+    def read(self, size: int = -1) -> bytes:
+        result = self._stream.read(size)
+        if self._either._run is not None:
+            result = self._either._run(result)
+        return result  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        result = self._stream.close()
+        if self._either._run is not None:
+            self._either._run(result)
+
+
+def test_a_stream_resumes_renews_and_verifies_alike(ecr: LocalECR, either: Synchronous) -> None:
+    from ecr_layers.testing import random_layer
+
+    layer = random_layer(3 * 1024 * 1024, seed=5)
+    ecr.push_layers_image(REPO, "v1", [layer])
+    ecr.faults.truncate_next_blobs(1, after=1024 * 1024)
+    ecr.faults.expire_next_urls(1)
+    ecr.stats.reset()
+    stream = Stream(either, either.open_layer(REPO, layer.digest))
+    assert stream.read() == layer.data
+    assert stream.read(10) == b""
+    stream.close()
+    assert ecr.stats.blob_count(layer.digest) == 2
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 2
+    ecr.faults.corrupt_next_blobs(1)
+    stream = Stream(either, either.open_layer(REPO, layer.digest))
+
+    def read_all() -> None:
+        while stream.read(100_000):
+            pass
+
+    with pytest.raises(ecr_layers.DigestMismatch):
+        read_all()
+    with pytest.raises(ecr_layers.DigestMismatch):
+        stream.read(1)
+    stream.close()
+
+
+def test_a_stream_bounded_by_its_descriptor(ecr: LocalECR, either: Synchronous) -> None:
+    layer = tar_layer({"a.txt": b"a" * 10_000})
+    ecr.push_layers_image(REPO, "v1", [layer])
+    image = either.get_image(REPO, "v1")
+    small = ecr_layers.Descriptor(layer_media(image), layer.digest, len(layer.data) - 1)
+    with pytest.raises(ecr_layers.BlobTooLarge):
+        Stream(either, either.open_layer(REPO, small)).read()
+
+
+def layer_media(image: ecr_layers.Image) -> str:
+    return image.layers[0].media_type
+
+
+def test_configs_alike(ecr: LocalECR, either: Synchronous) -> None:
+    layers = [tar_layer({"a.txt": b"alpha"})]
+    ecr.push_layers_image(REPO, "v1", layers, platform="linux/arm64/v8")
+    image = either.get_image(REPO, "v1")
+    config = either.get_config(image)
+    assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in layers]
+    assert either.get_config(REPO, "v1") == config
+    ecr.stats.reset()
+    with pytest.raises(ecr_layers.BlobTooLarge):
+        either.get_config(image, max_bytes=image.config.size - 1)
+    assert ecr.stats.count() == 0
+    ecr.faults.corrupt_next_blobs(1)
+    with pytest.raises(ecr_layers.DigestMismatch):
+        either.get_config(image)

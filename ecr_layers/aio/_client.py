@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from botocore.config import Config
 
 from .._botocore import check_settings, client_config, creating, policy_for_own_client
 from .._exceptions import ConfigurationError, ECRError, LayerRef
+from .._image_client import MAX_CONFIG_BYTES
 from .._lookups import batch, context, kept, layer_url, params_of
 from .._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
     from aiobotocore.session import AioSession
     from types_aiobotocore_ecr.client import ECRClient
 
-    from .._manifest import Image
+    from .._manifest import Descriptor, Image
+    from ._stream import AsyncLayerStream
 
 
 #: Connections the downloads' pool keeps, as the synchronous client's urllib3 pool.
@@ -307,6 +310,69 @@ class AsyncLayerClient:
             verify=verify,
             allow_http=allow_http,
         )
+
+    async def open_layer(
+        self,
+        repository_name: str,
+        layer_digest: str | Descriptor,
+        *,
+        registry_id: str | None = None,
+    ) -> AsyncLayerStream:
+        """Open a layer (or any blob) for reading straight from its URL; see
+        `LayerClient.open_layer`: the same resume, renewal, bounds and verify-at-end rule.
+
+        ``async with await client.open_layer(repo, digest) as stream:``, then
+        ``await stream.read(n)``.  The URL is looked up here.
+        """
+        from .._images import blob_request
+
+        layer, limit = blob_request(self._validator, repository_name, layer_digest, registry_id)
+        return await self._open_blob(layer, limit)
+
+    async def _open_blob(self, layer: LayerRef, limit: int | None) -> AsyncLayerStream:
+        from .._transfer import check_digest
+        from ._download import AsyncJob
+        from ._stream import AsyncLayerStream
+
+        algorithm = check_digest(layer.layer_digest, layer)
+        policy = self._download_retry_policy
+        deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
+        job = AsyncJob(
+            self.lookup_once,
+            await self._http(),
+            layer,
+            False,
+            policy,
+            self.budget,
+            deadline,
+            limit=limit,
+        )
+        await job.retrying(job.url)
+        return AsyncLayerStream(job, algorithm)
+
+    async def get_config(
+        self,
+        image: Image | str,
+        reference: str | None = None,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_bytes: int = MAX_CONFIG_BYTES,
+    ) -> dict[str, Any]:
+        """Return an image's config, read into memory and verified; see
+        `LayerClient.get_config` (the same cap, refused before reading past it)."""
+        from .. import _images
+
+        limit, given = _images.config_request(image, reference, registry_id, platform, max_bytes)
+        found = given or await self.get_image(
+            image,  # type: ignore[arg-type]
+            reference,  # type: ignore[arg-type]
+            registry_id=registry_id,
+            platform=platform,
+        )
+        async with await self._open_blob(_images.config_blob(found, limit), limit) as stream:
+            data = await stream.read()
+        return _images.parse_config(data, found)
 
     async def _http(self) -> aiohttp.ClientSession:
         """The downloads' connection pool: one aiohttp session, opened on first use."""
