@@ -15,7 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InvalidResponse, LayerRef, UnsupportedDigest
+import attrs
+
+from ._exceptions import ImageRef, InvalidResponse, LayerRef, UnsupportedDigest
 from ._host import Crew
 from ._layout import Layout
 from ._manifest import Descriptor
@@ -28,8 +30,98 @@ from ._transfer import (
 )
 
 if TYPE_CHECKING:
+    import pathlib
+
     from ._client import LayerClient
     from ._manifest import Image
+    from ._validation import Validator
+
+
+@attrs.frozen
+class PullPlan:
+    """A pull, checked: the image asked for, the layout, and how to fetch."""
+
+    image: ImageRef
+    platform: str | None
+    layout: Layout
+    connections: int
+
+
+def prepare(
+    validator: Validator,
+    repository_name: object,
+    reference: object,
+    destination: object,
+    *,
+    registry_id: object,
+    platform: object,
+    max_parallel: object,
+    progress: object,
+) -> PullPlan:
+    """Check every input, the platform included, then open the layout (creating it)."""
+    connections = check_connections(max_parallel, "max_parallel")
+    check_progress(progress)
+    _, ref, by_digest = validator.image_params(repository_name, reference, registry_id)
+    if by_digest:
+        from ._images import check_reference_digest
+
+        check_reference_digest(ref)
+    if platform is not None:
+        from ._manifest import Platform
+
+        platform = str(Platform.parse(platform))
+    return PullPlan(ref, platform, Layout.open(destination, ref), connections)
+
+
+def survey(layout: Layout, image: Image, tally: Tally) -> list[Descriptor]:
+    """Check the image's blobs' digests, keep what the layout has (counted as done), add
+    the manifest; return the blobs to fetch, largest first."""
+    blobs = [image.config, *image.layers]
+    for blob in blobs:
+        _check_blob_digest(blob, image)
+    missing: dict[str, Descriptor] = {}
+    for digest, blob in {blob.digest: blob for blob in blobs}.items():  # listed twice: once
+        if layout.has(blob):
+            tally.add(blob.size)
+        else:
+            missing[digest] = blob
+    manifest = Descriptor(image.media_type, image.digest, len(image.manifest_bytes))
+    if not layout.has(manifest):
+        layout.add_blob(image.digest, image.manifest_bytes)
+    # Largest first: the long downloads start early and the short ones fill in.
+    return sorted(missing.values(), key=lambda b: b.size, reverse=True)
+
+
+def total_of(image: Image) -> int:
+    """The bytes a pull's progress counts: each distinct blob once."""
+    return sum(b.size for b in {b.digest: b for b in (image.config, *image.layers)}.values())
+
+
+def parallel_for(blob: Descriptor) -> int | None:
+    """Small layers stream on one connection each; a large one may go ranged."""
+    return 1 if blob.size < AUTO_THRESHOLD else None
+
+
+def check_urls(blobs: list[Descriptor], urls: dict[str, Any]) -> None:
+    """Raise the first lookup's error: nothing is fetched for an image that cannot be."""
+    for blob in blobs:
+        found = urls[blob.digest]
+        if isinstance(found, Exception):
+            raise found
+
+
+def land(layout: Layout, image: Image, blob: Descriptor, path: pathlib.Path) -> None:
+    """Give a downloaded, verified blob its name, if its size is the manifest's."""
+    size = path.stat().st_size
+    if size != blob.size:
+        # The bytes are the digest's; the manifest's size is wrong, and a layout that
+        # repeats it is one other tools refuse (and that every pull would fetch again).
+        path.unlink()
+        raise InvalidResponse(
+            f"the manifest says blob {blob.digest} is {blob.size} bytes; it is {size}",
+            image=image.ref,
+        )
+    layout.adopt(path, blob.digest)
 
 
 def pull(
@@ -44,40 +136,25 @@ def pull(
     progress: Progress | None,
 ) -> Image:
     """Pull an image into an OCI layout; see `LayerClient.pull_image`."""
-    connections = check_connections(max_parallel, "max_parallel")
-    check_progress(progress)
-    # Every input, the platform included, is checked before the layout is touched.
-    _, ref, by_digest = client._validator.image_params(repository_name, reference, registry_id)
-    if by_digest:
-        from ._images import check_reference_digest
-
-        check_reference_digest(ref)
-    if platform is not None:
-        from ._manifest import Platform
-
-        platform = str(Platform.parse(platform))
-    layout = Layout.open(destination, ref)
+    plan = prepare(
+        client._validator,
+        repository_name,
+        reference,
+        destination,
+        registry_id=registry_id,
+        platform=platform,
+        max_parallel=max_parallel,
+        progress=progress,
+    )
+    layout, ref = plan.layout, plan.image
     try:
         image = client.get_image(
-            ref.repository_name, ref.reference, registry_id=ref.registry_id, platform=platform
+            ref.repository_name, ref.reference, registry_id=ref.registry_id, platform=plan.platform
         )
-        blobs = [image.config, *image.layers]
-        for blob in blobs:
-            _check_blob_digest(blob, image)
-        unique = {blob.digest: blob for blob in blobs}  # a manifest may list a layer twice
-        tally = _Tally(sum(blob.size for blob in unique.values()), progress)
-        missing: dict[str, Descriptor] = {}
-        for digest, blob in unique.items():
-            if layout.has(blob):
-                tally.add(blob.size)
-            else:
-                missing[digest] = blob
-        manifest = Descriptor(image.media_type, image.digest, len(image.manifest_bytes))
-        if not layout.has(manifest):
-            layout.add_blob(image.digest, image.manifest_bytes)
+        tally = Tally(total_of(image), progress)
+        missing = survey(layout, image, tally)
         if missing:
-            blobs = list(missing.values())
-            _fetch(client, layout, image, blobs, max_parallel=connections, tally=tally)
+            _fetch(client, layout, image, missing, max_parallel=plan.connections, tally=tally)
         layout.record(image)
     finally:
         layout.tidy()
@@ -103,48 +180,32 @@ def _fetch(
     blobs: list[Descriptor],
     *,
     max_parallel: int,
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     urls = client.get_layer_urls(
         image.repository_name, [b.digest for b in blobs], registry_id=image.registry_id
     )
-    for blob in blobs:
-        found = urls[blob.digest]
-        if isinstance(found, Exception):
-            raise found
+    check_urls(blobs, urls)
     crew = Crew()
 
     def fetch(blob: Descriptor) -> None:
-        staged = layout.stage(blob.digest)
         path = client._download(
             image.repository_name,
             blob.digest,
-            staged,
+            layout.stage(blob.digest),
             registry_id=image.registry_id,
-            url=urls[blob.digest],  # type: ignore[arg-type]
+            url=urls[blob.digest],  # type: ignore[arg-type]  # check_urls raised errors
             crew=crew,
             max_size=blob.size,  # the manifest's size bounds what the host may send
-            # Small layers stream on one connection each; a large one may go ranged.
-            parallel=1 if blob.size < AUTO_THRESHOLD else None,
+            parallel=parallel_for(blob),
             progress=tally.for_blob(),
         )
-        size = path.stat().st_size
-        if size != blob.size:
-            # The bytes are the digest's; the manifest's size is wrong, and a layout that
-            # repeats it is one other tools refuse (and that every pull would fetch again).
-            path.unlink()
-            raise InvalidResponse(
-                f"the manifest says blob {blob.digest} is {blob.size} bytes; it is {size}",
-                image=image.ref,
-            )
-        layout.adopt(staged, blob.digest)
+        land(layout, image, blob, path)
 
-    # Largest first: the long downloads start early and the short ones fill in.
-    ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
-    executor = ThreadPoolExecutor(min(max_parallel, len(ordered)), "ecr-layers-pull")
+    executor = ThreadPoolExecutor(min(max_parallel, len(blobs)), "ecr-layers-pull")
     futures: list[Future[None]] = []
     try:
-        futures = [executor.submit(fetch, blob) for blob in ordered]
+        futures = [executor.submit(fetch, blob) for blob in blobs]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in futures:
             if future in done and future.exception() is not None:
@@ -162,7 +223,7 @@ def _fetch(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-class _Tally:
+class Tally:
     """One progress total for the whole image, summed over concurrent downloads."""
 
     def __init__(self, total: int, progress: Progress | None) -> None:

@@ -482,3 +482,52 @@ def test_configs_alike(ecr: LocalECR, either: Synchronous) -> None:
     ecr.faults.corrupt_next_blobs(1)
     with pytest.raises(ecr_layers.DigestMismatch):
         either.get_config(image)
+
+
+def test_pulls_alike(ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path) -> None:
+    from .test_pull import check_layout, skopeo_checks, staged
+
+    base, one = tar_layer({"base.txt": b"b" * 100}), tar_layer({"one.txt": b"1" * 100})
+    ecr.push_layers_image(REPO, "v1", [base, one])
+    layout = tmp_path / "layout"
+    ecr.stats.reset()
+    seen: list[tuple[int, int | None]] = []
+    image = either.pull_image(REPO, "v1", layout, progress=lambda d, t: seen.append((d, t)))
+    assert ecr.stats.count("BatchGetImage") == 1
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 3
+    assert ecr.stats.blob_count() == 3
+    assert seen[-1] == (image.total_size, image.total_size)
+    [entry] = check_layout(layout)["manifests"]
+    assert entry["digest"] == image.digest
+    assert staged(layout) == []
+    ecr.stats.reset()
+    assert either.pull_image(REPO, "v1", layout) == image
+    assert ecr.stats.blob_count() == 0
+    skopeo_checks(layout, "v1", image)
+
+
+def test_cancelling_a_pull_leaves_the_index_alone(ecr: LocalECR, tmp_path: pathlib.Path) -> None:
+    from ecr_layers.testing import random_layer
+
+    from .test_pull import check_layout, staged
+
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    ecr.push_layers_image(REPO, "v2", [random_layer(2 * 1024 * 1024, seed=n) for n in range(3)])
+    layout = tmp_path / "layout"
+
+    async def main() -> None:
+        async with async_client(ecr) as client:
+            await client.pull_image(REPO, "v1", layout)
+            before = (layout / "index.json").read_bytes()
+            ecr.faults.bandwidth = 256 * 1024
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await client.pull_image(REPO, "v2", layout)
+            assert (layout / "index.json").read_bytes() == before
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ecr.env().items():
+            patch.setenv(name, value)
+        asyncio.run(main())
+    check_layout(layout)
+    assert staged(layout) == []

@@ -293,6 +293,31 @@ class AsyncLayerClient:
         leaves no temporary file and closes its connections.  *progress* is called
         from a worker thread.
         """
+        return await self._download(
+            repository_name,
+            layer_digest,
+            destination,
+            registry_id=registry_id,
+            progress=progress,
+            parallel=parallel,
+            verify=verify,
+            allow_http=allow_http,
+        )
+
+    async def _download(
+        self,
+        repository_name: object,
+        layer_digest: object,
+        destination: object,
+        *,
+        registry_id: object,
+        progress: Callable[[int, int | None], None] | None,
+        parallel: int | None,
+        verify: object = True,
+        allow_http: object = False,
+        url: LayerUrl | None = None,
+        max_size: int | None = None,
+    ) -> pathlib.Path:
         from ._download import download
 
         return await download(
@@ -309,6 +334,35 @@ class AsyncLayerClient:
             parallel=parallel,
             verify=verify,
             allow_http=allow_http,
+            url=url,
+            max_size=max_size,
+        )
+
+    async def pull_image(
+        self,
+        repository_name: str,
+        reference: str,
+        destination: str | os.PathLike[str],
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_parallel: int = 4,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Image:
+        """Pull an image into an OCI image layout; see `LayerClient.pull_image` (the same
+        layout, checks, staging and atomic index).  Cancelling it leaves the index as it
+        was and no temporary file."""
+        from ._pull import pull
+
+        return await pull(
+            self,
+            repository_name,
+            reference,
+            destination,
+            registry_id=registry_id,
+            platform=platform,
+            max_parallel=max_parallel,
+            progress=progress,
         )
 
     async def open_layer(

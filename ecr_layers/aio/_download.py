@@ -84,6 +84,10 @@ class AsyncJob:
                 renewal.failure = exc
                 raise
 
+    def use(self, url: LayerUrl) -> None:
+        """Start from *url*, looked up beforehand (in a batch), once it passes the URL checks."""
+        self._renewal.use(url)
+
     def pace(self) -> Pace:
         return Pace(
             self.layer,
@@ -205,8 +209,13 @@ async def download(  # noqa: PLR0917 (private; the public signature is keyword-o
     parallel: int | None,
     verify: object,
     allow_http: object,
+    url: LayerUrl | None = None,
+    max_size: int | None = None,
 ) -> pathlib.Path:
-    """Download a layer to *destination*, verified; see `AsyncLayerClient.download_layer`."""
+    """Download a layer to *destination*, verified; see `AsyncLayerClient.download_layer`.
+
+    *url* and *max_size* as for the synchronous `_download.download`.
+    """
     plan = await asyncio.to_thread(
         prepare,
         validator,
@@ -221,8 +230,17 @@ async def download(  # noqa: PLR0917 (private; the public signature is keyword-o
     )
     deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
     job = AsyncJob(
-        client.lookup_once, session, plan.layer, plan.allow_http, policy, budget, deadline
+        client.lookup_once,
+        session,
+        plan.layer,
+        plan.allow_http,
+        policy,
+        budget,
+        deadline,
+        limit=max_size,
     )
+    if url is not None:
+        job.use(url)
     await job.retrying(job.url)  # unknown layers, bad credentials: before any file exists
     landing = await asyncio.to_thread(Landing, plan.target, plan.layer)
     sink = Sink(landing.file.fileno(), plan.algorithm, progress)
