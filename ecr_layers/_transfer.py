@@ -164,7 +164,7 @@ class Pace:
 
 
 # (buffer, length, back to the ring?); a None buffer is a restart; None is the end.
-_Item = tuple[bytearray | None, int, bool] | None
+_Item = tuple[bytes | bytearray | None, int, bool] | None
 
 
 class Sink:
@@ -211,7 +211,7 @@ class Sink:
                 if not all(thread.is_alive() for thread in self._threads):
                     raise self.error or RuntimeError("the writer thread stopped") from None
 
-    def give(self, buffer: bytearray, length: int, *, ring: bool = True) -> None:
+    def give(self, buffer: bytes | bytearray, length: int, *, ring: bool = True) -> None:
         """Hand over the first *length* bytes of *buffer*; never touch it again.
 
         *ring* buffers go back to the ring once written; others (a parallel
@@ -220,13 +220,32 @@ class Sink:
         if self.error is not None:
             raise self.error
         if length <= 0:
-            if ring:
+            if ring and isinstance(buffer, bytearray):
                 self._free.put(buffer)
             return
         self._to_hash.put((buffer, length, ring))
         self.done += length
         if self._progress is not None:
             self._progress(self.done, self.total)
+
+    def offer(self, buffer: bytes | bytearray, length: int) -> bool:
+        """`give` a buffer that is not the ring's, if that will not block; else False.
+
+        For an event loop, which must not wait on the writer: it gives in a thread
+        only when the queue is full.
+        """
+        if self.error is not None:
+            raise self.error
+        if length <= 0:
+            return True
+        try:
+            self._to_hash.put_nowait((buffer, length, False))
+        except queue.Full:
+            return False
+        self.done += length
+        if self._progress is not None:
+            self._progress(self.done, self.total)
+        return True
 
     def restart(self) -> None:
         """Throw away everything so far (the server ignored a Range): start from byte 0."""
@@ -272,7 +291,7 @@ class Sink:
                     self._write(memoryview(buffer)[:length])
                 except Exception as exc:  # handed to the reader, and raised there
                     self.error = exc
-            if ring:
+            if ring and isinstance(buffer, bytearray):  # only the ring's buffers are ring=True
                 self._free.put(buffer)
             del item, buffer  # a range's 4 MiB must not outlive its write while we wait
 

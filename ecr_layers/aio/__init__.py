@@ -10,16 +10,26 @@ from ._client import AsyncLayerClient
 from ._default import (
     close_default_client,
     default_client,
+    download_layer,
+    get_config,
     get_image,
     get_layer_url,
     get_layer_urls,
+    open_layer,
+    pull_image,
 )
+from ._stream import AsyncLayerStream
 
 __all__ = [
     "AsyncLayerClient",
+    "AsyncLayerStream",
     "close_default_client",
     "default_client",
+    "download_layer",
+    "get_config",
     "get_image",
     "get_layer_url",
     "get_layer_urls",
+    "open_layer",
+    "pull_image",
 ]

@@ -10,16 +10,20 @@ closed when its loop shuts down its async generators (``asyncio.run`` does), or 
 from __future__ import annotations
 
 import asyncio
+import os
+import pathlib
 import weakref
-from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
+from .._image_client import MAX_CONFIG_BYTES
 from ._client import AsyncLayerClient
 
 if TYPE_CHECKING:
     from .._exceptions import ECRError
-    from .._manifest import Image
+    from .._manifest import Descriptor, Image
     from .._url import LayerUrl
+    from ._stream import AsyncLayerStream
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLayerClient] = (
     weakref.WeakKeyDictionary()
@@ -97,4 +101,75 @@ async def get_image(
     client = await default_client()
     return await client.get_image(
         repository_name, reference, registry_id=registry_id, platform=platform
+    )
+
+
+async def download_layer(
+    repository_name: str,
+    layer_digest: str,
+    destination: str | os.PathLike[str],
+    *,
+    registry_id: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    parallel: int | None = None,
+    verify: bool = True,
+    allow_http: bool = False,
+) -> pathlib.Path:
+    """`AsyncLayerClient.download_layer` on this loop's default client."""
+    client = await default_client()
+    return await client.download_layer(
+        repository_name,
+        layer_digest,
+        destination,
+        registry_id=registry_id,
+        progress=progress,
+        parallel=parallel,
+        verify=verify,
+        allow_http=allow_http,
+    )
+
+
+async def get_config(
+    image: Image | str,
+    reference: str | None = None,
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_bytes: int = MAX_CONFIG_BYTES,
+) -> dict[str, Any]:
+    """`AsyncLayerClient.get_config` on this loop's default client."""
+    client = await default_client()
+    return await client.get_config(
+        image, reference, registry_id=registry_id, platform=platform, max_bytes=max_bytes
+    )
+
+
+async def open_layer(
+    repository_name: str, layer_digest: str | Descriptor, *, registry_id: str | None = None
+) -> AsyncLayerStream:
+    """`AsyncLayerClient.open_layer` on this loop's default client."""
+    client = await default_client()
+    return await client.open_layer(repository_name, layer_digest, registry_id=registry_id)
+
+
+async def pull_image(
+    repository_name: str,
+    reference: str,
+    destination: str | os.PathLike[str],
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_parallel: int = 4,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Image:
+    """`AsyncLayerClient.pull_image` on this loop's default client."""
+    client = await default_client()
+    return await client.pull_image(
+        repository_name,
+        reference,
+        destination,
+        registry_id=registry_id,
+        platform=platform,
+        max_parallel=max_parallel,
+        progress=progress,
     )

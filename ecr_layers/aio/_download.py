@@ -34,7 +34,7 @@ from .._host import (
 )
 from .._landing import Landing
 from .._retry import MadeProgress, RetryBudget, RetryPolicy, call_async
-from .._transfer import BUFFER_SIZE, Pace, Sink, connections_for, parse_range, ranges
+from .._transfer import Pace, Sink, connections_for, parse_range, ranges
 
 if TYPE_CHECKING:
     import aiohttp
@@ -258,6 +258,21 @@ async def download(  # noqa: PLR0917 (private; the public signature is keyword-o
         await asyncio.shield(asyncio.to_thread(sink.close))
 
 
+async def _next_chunk(job: AsyncJob, response: aiohttp.ClientResponse, url: str) -> bytes:
+    import aiohttp
+
+    try:
+        return await response.content.readany()
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise transport_error(exc, job.layer, url) from None
+
+
+async def give(sink: Sink, buffer: bytes | bytearray, length: int) -> None:
+    """Hand *buffer* to the sink; in a thread only if the hand-over would wait."""
+    if not sink.offer(buffer, length):
+        await asyncio.to_thread(sink.give, buffer, length, ring=False)
+
+
 def _discard(landing: Landing, sink: Sink) -> None:
     sink.close()
     landing.discard()
@@ -294,17 +309,11 @@ async def _stream(job: AsyncJob, sink: Sink, end: int | None, forward: _Forward)
         if sink.total is None:
             sink.total = total
         job.check_size(total)
-        reader = Reader(job, response, url, pace)
-        while True:
-            buffer = bytearray(BUFFER_SIZE)
-            try:
-                await reader.fill(memoryview(buffer))
-            finally:
-                # What arrived is kept, whatever came next.
-                await asyncio.to_thread(sink.give, buffer, reader.count, ring=False)
+        # Each chunk as aiohttp received it goes to the sink as it is: no copy here.
+        while chunk := await _next_chunk(job, response, url):
+            pace.check(len(chunk))
+            await give(sink, chunk, len(chunk))
             job.check_size(sink.done)
-            if reader.count < len(buffer):
-                break
         expected = end if end is not None and response.status == 206 else total
         if expected is not None and sink.done < min(expected, total or expected):
             raise EndpointUnreachable("the download body ended early", layer=job.layer)
@@ -330,10 +339,10 @@ async def _parallel(job: AsyncJob, sink: Sink, total: int, connections: int) -> 
             pending.append(asyncio.ensure_future(fetch(*span)))
             if len(pending) >= 2 * connections:
                 data = await pending.pop(0)
-                await asyncio.to_thread(sink.give, data, len(data), ring=False)
+                await give(sink, data, len(data))
         while pending:
             data = await pending.pop(0)
-            await asyncio.to_thread(sink.give, data, len(data), ring=False)
+            await give(sink, data, len(data))
     except BaseException:
         for task in pending:
             task.cancel()

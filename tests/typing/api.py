@@ -118,4 +118,12 @@ async def _async_api() -> None:
     assert_type(await aio.get_layer_url("team/app", "sha256:ab"), LayerUrl)
     assert_type(await aio.get_image("team/app", "v1", platform="linux/amd64"), ecr_layers.Image)
     assert_type(await aio.default_client(), aio.AsyncLayerClient)
+    assert_type(
+        await aio.download_layer("team/app", "sha256:ab", pathlib.Path("/tmp")), pathlib.Path
+    )
+    assert_type(await aio.get_config("team/app", "v1"), dict[str, Any])
+    stream = await aio.open_layer("team/app", "sha256:ab")
+    assert_type(stream, aio.AsyncLayerStream)
+    assert_type(await stream.read(10), bytes)
+    assert_type(await aio.pull_image("team/app", "v1", "/tmp/layout"), ecr_layers.Image)
     await aio.close_default_client()
