@@ -531,3 +531,34 @@ def test_cancelling_a_pull_leaves_the_index_alone(ecr: LocalECR, tmp_path: pathl
         asyncio.run(main())
     check_layout(layout)
     assert staged(layout) == []
+
+
+def test_no_signature_travels_with_an_async_transport_error(
+    ecr: LocalECR, tmp_path: pathlib.Path
+) -> None:
+    import traceback
+
+    [digest] = ecr.push_image(REPO, [os.urandom(3 * 1024 * 1024)])
+    ecr.faults.ignore_range = True
+    ecr.faults.truncate_next_blobs(10**6, after=1000)
+
+    async def main() -> BaseException:
+        async with async_client(ecr, download_retry_policy=FAST) as client:
+            try:
+                await client.download_layer(REPO, digest, tmp_path)
+            except ecr_layers.EndpointUnreachable as exc:
+                return exc
+        raise AssertionError("the download did not fail")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ecr.env().items():
+            patch.setenv(name, value)
+        error = asyncio.run(main())
+    text = "".join(traceback.format_exception(error))
+    assert "X-Amz-Signature=" not in text
+    assert "X-Amz-Credential=" not in text
+    link: BaseException | None = error
+    while link is not None:
+        assert "X-Amz-Signature" not in repr(vars(link))
+        link = link.__cause__ or link.__context__
+    assert list(tmp_path.iterdir()) == []

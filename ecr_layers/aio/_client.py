@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ class AsyncLayerClient:
     _ecr: ECRClient | None = None
     _stack: contextlib.AsyncExitStack = attrs.Factory(contextlib.AsyncExitStack)
     _opening: asyncio.Lock | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
+    _loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
     _session_http: aiohttp.ClientSession | None = None
     _closed: bool = False
 
@@ -178,6 +179,10 @@ class AsyncLayerClient:
         if self._closed:
             return
         self._closed = True
+        if self._opening is not None:
+            # An opening in progress finishes first, so that what it opens is closed too.
+            async with self._opening:
+                pass
         await self._stack.aclose()
 
     def _check_open(self) -> None:
@@ -188,13 +193,13 @@ class AsyncLayerClient:
         """The aiobotocore client, opened on first use (once, whatever the concurrency)."""
         self._check_open()
         loop = asyncio.get_running_loop()
-        if self._loop is not None and loop is not self._loop:
+        if self._loop is not None and loop is not self._loop():
             # Its connections belong to the loop that opened them.
             raise ConfigurationError(
                 "this AsyncLayerClient was opened in another event loop; make one per loop"
             )
         if self._ecr is not None:
-            self._loop = loop  # a client handed in: the loop of its first use
+            self._loop = weakref.ref(loop)  # a client handed in: the loop of its first use
             return self._ecr
         if self._opening is None:
             self._opening = asyncio.Lock()
@@ -207,7 +212,9 @@ class AsyncLayerClient:
                     if self._settings["endpoint_url"] is None:
                         # It came from the environment or the config files.
                         check_endpoint_url(ecr.meta.endpoint_url)
-                self._ecr, self._loop = ecr, loop
+                # Weakly: a client must not keep its loop alive (the default clients are
+                # kept per loop, in a mapping with weak keys).
+                self._ecr, self._loop = ecr, weakref.ref(loop)
             self._check_open()  # closed while this call waited for the opening
             return self._ecr
 
@@ -261,7 +268,8 @@ class AsyncLayerClient:
 
     async def _get_once(self, params: dict[str, Any]) -> LayerUrl:
         ecr = self._ecr
-        if ecr is None or self._closed or self._loop is not asyncio.get_running_loop():
+        loop = self._loop() if self._loop is not None else None
+        if ecr is None or self._closed or loop is not asyncio.get_running_loop():
             ecr = await self._client()  # the slow path: opening, or refusing
         try:
             response = await ecr.get_download_url_for_layer(**params)
@@ -291,7 +299,7 @@ class AsyncLayerClient:
 
         Cancelling the task (``task.cancel()``, ``asyncio.timeout``) stops it at once,
         leaves no temporary file and closes its connections.  *progress* is called
-        from a worker thread.
+        from the event loop's thread or a worker thread: keep it quick.
         """
         return await self._download(
             repository_name,

@@ -50,7 +50,9 @@ async def default_client() -> AsyncLayerClient:
 
 async def _keeper(client: AsyncLayerClient) -> AsyncIterator[None]:
     # The loop finalizes async generators as it shuts down (asyncio.run calls
-    # shutdown_asyncgens), which runs this finally clause in the loop, in time.
+    # shutdown_asyncgens), which runs this finally clause in the loop, in time.  A loop
+    # closed without that (run_until_complete, then close) leaves its default client
+    # unclosed: close_default_client() is for those.
     try:
         yield
     finally:

@@ -22,7 +22,13 @@ import attrs
 
 from .. import _mapping, _transfer
 from .._download import _Forward, prepare
-from .._exceptions import DownloadUrlExpired, ECRError, EndpointUnreachable, LayerRef
+from .._exceptions import (
+    ConfigurationError,
+    DownloadUrlExpired,
+    ECRError,
+    EndpointUnreachable,
+    LayerRef,
+)
 from .._host import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
@@ -60,7 +66,8 @@ class AsyncJob:
     limit: int | None = None
     _renewal: Renewal = attrs.field(init=False)
     _lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
-    _open: set[Any] = attrs.Factory(set)
+    # Not in the repr: aiohttp's response repr is its signed URL.
+    _open: set[Any] = attrs.field(factory=set, repr=False)
     # Pace's cancellation flag; asyncio cancels by CancelledError instead.
     _never: threading.Event = attrs.Factory(threading.Event)
 
@@ -114,20 +121,25 @@ class AsyncJob:
 
         url = await self.url()
         left = time_left(self.deadline, self.layer)
-        try:
-            response = await self.session.get(
+        if self.session.closed:  # closed under a download in flight
+            raise ConfigurationError("this AsyncLayerClient is closed")
+        response = await guarded(
+            self.session.get(
                 # As signed: requoting would change what the signature covers.
                 URL(url.download_url, encoded=True),
                 headers=range_header(start, end),
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(
                     total=None,
-                    connect=min(CONNECT_TIMEOUT, left),
+                    # sock_connect, not connect: aiohttp's connect includes waiting for a
+                    # free connection in the pool, which is no failure of the host.
+                    sock_connect=min(CONNECT_TIMEOUT, left),
                     sock_read=min(READ_TIMEOUT, left),
                 ),
-            )
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise transport_error(exc, self.layer, url.download_url) from None
+            ),
+            self.layer,
+            url.download_url,
+        )
         if response.status in (200, 206):
             self._open.add(response)
             return response, url.download_url
@@ -157,12 +169,24 @@ class AsyncJob:
 
 
 def transport_error(exc: BaseException, layer: LayerRef, url: str) -> ECRError:
-    """The typed error for an aiohttp failure, scrubbed of *url*'s secrets.
-
-    Raised ``from None``: aiohttp keeps the URL in objects (``yarl.URL``, request info)
-    that no scrubbing of strings reaches, so the cause does not travel on.
-    """
+    """The typed error for an aiohttp failure, scrubbed of *url*'s secrets."""
     return _mapping.from_transport_error(exc, layer, url)
+
+
+async def guarded(operation: Awaitable[T], layer: LayerRef, url: str) -> T:
+    """Await an aiohttp *operation*; its failure becomes our typed error, alone.
+
+    Raised outside the ``except`` block, so that neither ``__cause__`` nor
+    ``__context__`` carries aiohttp's exception: it keeps the URL in objects
+    (``yarl.URL``, request info) that no scrubbing of strings reaches.
+    """
+    import aiohttp
+
+    try:
+        return await operation
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        error = transport_error(exc, layer, url)
+    raise error
 
 
 @attrs.define
@@ -170,27 +194,25 @@ class Reader:
     """Reads a body into buffers, counting as it goes, so a failure loses no count."""
 
     job: AsyncJob
-    response: aiohttp.ClientResponse
-    url: str
-    pace: Pace
+    # Neither shown: aiohttp's response repr is its signed URL.
+    response: aiohttp.ClientResponse = attrs.field(repr=False)
+    url: str = attrs.field(repr=False)
+    pace: Pace = attrs.field(repr=False)
     #: Bytes read into the current buffer so far.
     count: int = 0
 
     async def fill(self, view: memoryview) -> int:
         """Fill *view* until it is full or the body ends; return the bytes read."""
-        import aiohttp
-
         self.count = 0
-        try:
-            while self.count < len(view):
-                chunk = await self.response.content.read(len(view) - self.count)
-                if not chunk:
-                    break
-                view[self.count : self.count + len(chunk)] = chunk
-                self.count += len(chunk)
-                self.pace.check(len(chunk))
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise transport_error(exc, self.job.layer, self.url) from None
+        while self.count < len(view):
+            chunk = await guarded(
+                self.response.content.read(len(view) - self.count), self.job.layer, self.url
+            )
+            if not chunk:
+                break
+            view[self.count : self.count + len(chunk)] = chunk
+            self.count += len(chunk)
+            self.pace.check(len(chunk))
         return self.count
 
 
@@ -242,14 +264,16 @@ async def download(  # noqa: PLR0917 (private; the public signature is keyword-o
     if url is not None:
         job.use(url)
     await job.retrying(job.url)  # unknown layers, bad credentials: before any file exists
-    landing = await asyncio.to_thread(Landing, plan.target, plan.layer)
-    sink = Sink(landing.file.fileno(), plan.algorithm, progress)
+    landing = await whole(asyncio.to_thread(Landing, plan.target, plan.layer), Landing.discard)
+    sink = await asyncio.to_thread(Sink, landing.file.fileno(), plan.algorithm, progress)
     try:
         with landing.os_errors():
             await _fetch(job, sink, parallel)
             actual = f"{plan.algorithm}:{await asyncio.to_thread(sink.hexdigest)}"
         plan.check(actual)
-        return await asyncio.to_thread(landing.commit)
+        # A cancellation now waits for the commit: the file is then either landed (and
+        # the caller told it was cancelled after that) or not, never half-done.
+        return await whole(asyncio.to_thread(landing.commit))
     except BaseException:
         job.cancel()
         await asyncio.shield(asyncio.to_thread(_discard, landing, sink))
@@ -259,12 +283,20 @@ async def download(  # noqa: PLR0917 (private; the public signature is keyword-o
 
 
 async def _next_chunk(job: AsyncJob, response: aiohttp.ClientResponse, url: str) -> bytes:
-    import aiohttp
+    return await guarded(response.content.readany(), job.layer, url)
 
+
+async def whole(work: Awaitable[T], undo: Callable[[T], object] | None = None) -> T:
+    """Await *work* to its end even if the task is cancelled meanwhile (then re-raise the
+    cancellation, after *undo* of its result in a thread, if given)."""
+    task = asyncio.ensure_future(work)
     try:
-        return await response.content.readany()
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        raise transport_error(exc, job.layer, url) from None
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        result = await task
+        if undo is not None:
+            await asyncio.to_thread(undo, result)
+        raise
 
 
 async def give(sink: Sink, buffer: bytes | bytearray, length: int) -> None:
@@ -304,7 +336,7 @@ async def _stream(job: AsyncJob, sink: Sink, end: int | None, forward: _Forward)
     try:
         total = parse_range(response.status, response.headers, start, job.layer)
         if response.status == 200 and start:
-            sink.restart()
+            await asyncio.to_thread(sink.restart)  # may wait on the writer
             start = 0
         if sink.total is None:
             sink.total = total

@@ -9,6 +9,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from .._pull import Tally, check_urls, land, parallel_for, prepare, survey, total_of
+from ._download import whole
 
 if TYPE_CHECKING:
     from .._layout import Layout
@@ -49,7 +50,8 @@ async def pull(
         missing = await asyncio.to_thread(survey, layout, image, tally)
         if missing:
             await _fetch(client, layout, image, missing, connections=plan.connections, tally=tally)
-        await asyncio.to_thread(layout.record, image)
+        # Atomic either way; a cancellation now waits for it rather than race it.
+        await whole(asyncio.to_thread(layout.record, image))
     finally:
         await asyncio.shield(asyncio.to_thread(layout.tidy))
     return image

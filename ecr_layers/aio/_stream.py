@@ -7,13 +7,14 @@ the same as the synchronous stream's; the URL, bounds and retries are `AsyncJob`
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from .._exceptions import ECRError
+from .._exceptions import ECRError, EndpointUnreachable
 from .._stream import StreamCheck
-from ._download import AsyncJob, transport_error
+from ._download import AsyncJob, guarded
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 #: What ``read()`` without a size, and iteration, ask for at a time.
 CHUNK = 256 * 1024
+#: Reads at least this large are hashed in a worker thread, not on the event loop.
+_HASH_IN_THREAD = 1024 * 1024
 
 
 class AsyncLayerStream:
@@ -55,9 +58,9 @@ class AsyncLayerStream:
     def closed(self) -> bool:
         return self._closed
 
-    async def read(self, size: int = -1) -> bytes:
-        """Return up to *size* bytes (all that is left if negative)."""
-        if size < 0:
+    async def read(self, size: int | None = -1) -> bytes:
+        """Return up to *size* bytes (all that is left if negative or None)."""
+        if size is None or size < 0:
             parts = []
             while part := await self.read(CHUNK):
                 parts.append(part)
@@ -96,8 +99,12 @@ class AsyncLayerStream:
             wanted = self._check.wanted(size)
             data = await self._body_read(wanted) if wanted else b""
             self._pace.count(len(data))
-            # The end's bytes are handed out only if the whole is right.
-            self._end = self._check.passed(memoryview(data))
+            # The end's bytes are handed out only if the whole is right.  A large read is
+            # hashed in a thread: the event loop is not the place for it.
+            if len(data) >= _HASH_IN_THREAD:
+                self._end = await asyncio.to_thread(self._check.passed, memoryview(data))
+            else:
+                self._end = self._check.passed(memoryview(data))
         except BaseException:
             self._drop()
             raise
@@ -106,13 +113,8 @@ class AsyncLayerStream:
         return data
 
     async def _body_read(self, size: int) -> bytes:
-        import aiohttp
-
         assert self._response is not None
-        try:
-            return await self._response.content.read(size)
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise transport_error(exc, self._job.layer, self._url) from None
+        return await guarded(self._response.content.read(size), self._job.layer, self._url)
 
     async def _connect(self) -> None:
         self._pace = self._job.pace()
@@ -122,7 +124,7 @@ class AsyncLayerStream:
             while skip:  # the host ignored Range: pass what was handed out already
                 data = await self._body_read(min(skip, CHUNK))
                 if not data:
-                    self._check.passed(memoryview(data))  # a body that ended early
+                    raise EndpointUnreachable("the layer's body ended early", layer=self._job.layer)
                 skip -= len(data)
         except BaseException:
             self._drop()
