@@ -562,3 +562,99 @@ def test_no_signature_travels_with_an_async_transport_error(
         assert "X-Amz-Signature" not in repr(vars(link))
         link = link.__cause__ or link.__context__
     assert list(tmp_path.iterdir()) == []
+
+
+# -- hostile download hosts, through both clients ---------------------------------------
+
+
+def point_both_at(monkeypatch: pytest.MonkeyPatch, host: Any, url: str | None = None) -> None:
+    """Make every URL lookup, of either client, answer with *host*'s URL."""
+
+    def answer(layer: ecr_layers.LayerRef) -> ecr_layers.LayerUrl:
+        return ecr_layers.LayerUrl(url or host.url(), layer.layer_digest)
+
+    async def answer_async(self: object, layer: ecr_layers.LayerRef) -> ecr_layers.LayerUrl:
+        return answer(layer)
+
+    monkeypatch.setattr(ecr_layers.LayerClient, "lookup_once", lambda self, layer: answer(layer))
+    monkeypatch.setattr(AsyncLayerClient, "lookup_once", answer_async)
+
+
+def test_a_host_that_resets_every_body_ends_within_attempts_alike(
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from . import hostile
+
+    with hostile.serving(hostile.reset_after(1000)) as host:
+        point_both_at(monkeypatch, host)
+        with pytest.raises(ecr_layers.EndpointUnreachable):
+            either.download_layer(REPO, host.digest, tmp_path)
+        assert FAST.attempts <= host.requests <= FAST.attempts + 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trickle_is_cut_by_the_minimum_rate_alike(
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from ecr_layers import _transfer
+
+    from . import hostile
+
+    monkeypatch.setattr(_transfer, "MIN_RATE_WINDOW", 0.5)
+    with hostile.serving(hostile.trickle(0.05)) as host:
+        point_both_at(monkeypatch, host)
+        started = time.monotonic()
+        with pytest.raises(ecr_layers.EndpointTimeout) as caught:
+            either.download_layer(REPO, host.digest, tmp_path)
+        assert host.requests == FAST.attempts  # bytes came, too slowly to count
+        assert time.monotonic() - started < 5
+    assert "bytes/s" in caught.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_that_hangs_ends_by_the_deadline_alike(
+    ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from . import hostile
+
+    policy = ecr_layers.RetryPolicy(attempts=100, wait_initial=0.01, wait_jitter=0, timeout=2)
+    for name, value in ecr.env().items():
+        monkeypatch.setenv(name, value)
+    with hostile.serving(hostile.hang_after(1000)) as host:
+        point_both_at(monkeypatch, host)
+
+        async def run_async() -> None:
+            async with async_client(ecr, download_retry_policy=policy) as client:
+                await client.download_layer(REPO, host.digest, tmp_path)
+
+        def run_sync() -> None:
+            with ecr_layers.LayerClient(download_retry_policy=policy) as client:
+                client.download_layer(REPO, host.digest, tmp_path)
+
+        for run in (run_sync, lambda: asyncio.run(run_async())):
+            started = time.monotonic()
+            with pytest.raises(ecr_layers.EndpointTimeout):
+                run()
+            assert time.monotonic() - started < 4
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_loopback_bypass_is_refused_alike(
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from . import hostile
+
+    with hostile.serving(hostile.nothing, address="127.0.0.2") as other:
+        bypass = f"http://127.0.0.2:{other.port}\\@127.0.0.1/blob?X-Amz-Signature=SECRET"
+        point_both_at(monkeypatch, other, url=bypass)
+        with pytest.raises(ecr_layers.ConfigurationError) as caught:
+            either.download_layer(REPO, other.digest, tmp_path)
+        time.sleep(0.3)
+        assert other.requests == 0  # nothing reached the other host
+    assert "SECRET" not in str(caught.value)
