@@ -10,11 +10,12 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+import attrs
 from botocore import exceptions as bce
 from botocore.config import Config
 
 from ._exceptions import ConfigurationError, ECRError
-from ._retry import RetryPolicy
+from ._retry import DOWNLOAD_POLICY, RetryPolicy
 from ._url import check_endpoint_url
 
 if TYPE_CHECKING:
@@ -44,6 +45,55 @@ def botocore_attempts(client: Any) -> int:
     if "max_attempts" in retries:
         return int(retries["max_attempts"]) + 1
     return 5 if retries.get("mode", "legacy") == "legacy" else 3
+
+
+def check_arguments(
+    client: object,
+    *,
+    session: object,
+    region_name: object,
+    endpoint_url: object,
+    profile_name: object,
+    config: object,
+    retry_policy: object,
+    download_retry_policy: object,
+) -> None:
+    """Check a client's constructor arguments (sync or async): the kinds, and that an
+    existing client comes alone."""
+    if client is not None and any(
+        v is not None for v in (session, region_name, endpoint_url, profile_name, config)
+    ):
+        # Silently ignoring them would point the caller at an endpoint they did not ask for.
+        raise ConfigurationError(
+            "give either an existing client, or session/region/endpoint/profile/config"
+        )
+    check_settings(
+        client=client,
+        session=session,
+        region_name=region_name,
+        profile_name=profile_name,
+        config=config,
+        retry_policy=retry_policy,
+        download_retry_policy=download_retry_policy,
+    )
+
+
+def policies(
+    client: object, retry_policy: RetryPolicy | None, download_retry_policy: RetryPolicy | None
+) -> tuple[RetryPolicy, RetryPolicy]:
+    """The API's and the downloads' policies, for our own client (*client* None) or one
+    handed in (which may retry by itself).  Downloads default to the API policy's waits and
+    attempts, with the whole download's deadline."""
+    api = (
+        retry_policy or RetryPolicy()
+        if client is None
+        else policy_for_own_client(client, retry_policy)
+    )
+    if download_retry_policy is None:
+        download_retry_policy = attrs.evolve(
+            retry_policy or RetryPolicy(), timeout=DOWNLOAD_POLICY.timeout
+        )
+    return api, download_retry_policy
 
 
 def check_settings(**settings: Any) -> None:
@@ -135,6 +185,6 @@ def policy_for_own_client(client: Any, policy: RetryPolicy | None) -> RetryPolic
             f"this ECR client retries {theirs} times by itself and the RetryPolicy "
             f"{policy.attempts} times: up to {theirs * policy.attempts} requests per call. "
             "Build the client with ecr_layers.BOTOCORE_CONFIG to leave retrying to ecr-layers.",
-            stacklevel=3,
+            stacklevel=4,  # the caller of LayerClient(...) or AsyncLayerClient(...)
         )
     return policy

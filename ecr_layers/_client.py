@@ -14,11 +14,11 @@ import attrs
 from botocore.config import Config
 
 from . import _retry
-from ._botocore import check_settings, make_client, policy_for_own_client
+from ._botocore import check_arguments, make_client, policies
 from ._exceptions import ConfigurationError, ECRError, LayerRef
 from ._image_client import ImageMethods
 from ._lookups import batch, context, kept, layer_url, params_of
-from ._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy
+from ._retry import RetryBudget, RetryPolicy
 from ._url import LayerUrl, redact_url
 from ._validation import Validator, rules_from_model
 
@@ -79,32 +79,20 @@ class LayerClient(ImageMethods):
         retry_policy: RetryPolicy | None = None,
         download_retry_policy: RetryPolicy | None = None,
     ) -> None:
-        if client is not None and any(
-            v is not None for v in (session, region_name, endpoint_url, profile_name, config)
-        ):
-            # Silently ignoring them would point the caller at an endpoint they did not ask for.
-            raise ConfigurationError(
-                "give either an existing client, or session/region/endpoint/profile/config"
-            )
-        check_settings(
-            client=client,
+        check_arguments(
+            client,
             session=session,
             region_name=region_name,
+            endpoint_url=endpoint_url,
             profile_name=profile_name,
             config=config,
             retry_policy=retry_policy,
             download_retry_policy=download_retry_policy,
         )
         owns = client is None
+        api_policy, download_retry_policy = policies(client, retry_policy, download_retry_policy)
         if client is None:
             client = make_client(session, region_name, endpoint_url, profile_name, config)
-            api_policy = retry_policy or RetryPolicy()
-        else:
-            api_policy = policy_for_own_client(client, retry_policy)
-        if download_retry_policy is None:
-            download_retry_policy = attrs.evolve(
-                retry_policy or RetryPolicy(), timeout=DOWNLOAD_POLICY.timeout
-            )
         self.__attrs_init__(
             ecr=client,
             retry_policy=api_policy,

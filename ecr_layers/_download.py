@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -50,8 +50,14 @@ if TYPE_CHECKING:
     from ._validation import Validator
 
 
+class Paced(Protocol):
+    """What a connection's `Pace` comes from: a download's job, whichever transport's."""
+
+    def pace(self) -> Pace: ...
+
+
 @attrs.define
-class _Forward:
+class Forward:
     """Tells the retry loop whether a failed try moved a transfer forward."""
 
     position: Callable[[], int]
@@ -68,7 +74,7 @@ class _Forward:
             return True
         return False
 
-    def start(self, job: Job) -> Pace:
+    def start(self, job: Paced) -> Pace:
         self.pace = job.pace()
         return self.pace
 
@@ -186,7 +192,7 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
 
 def _fetch(job: Job, sink: Sink, parallel: int | None) -> None:
     def run(end: int | None) -> int | None:
-        forward = _Forward(lambda: sink.done, sink.done)
+        forward = Forward(lambda: sink.done, sink.done)
         return job.retrying(lambda: _stream(job, sink, end, forward), forward)
 
     if parallel != 1:
@@ -203,7 +209,7 @@ def _fetch(job: Job, sink: Sink, parallel: int | None) -> None:
     run(None)
 
 
-def _stream(job: Job, sink: Sink, end: int | None, forward: _Forward) -> int | None:
+def _stream(job: Job, sink: Sink, end: int | None, forward: Forward) -> int | None:
     """Fetch from ``sink.done`` to *end* (or the end) into *sink*; return the total size."""
     start = sink.done
     pace = forward.start(job)
@@ -276,7 +282,7 @@ def _fetch_range(job: Job, start: int, end: int) -> bytearray:
     buffer = bytearray(end - start)
     view = memoryview(buffer)
     filled = 0
-    forward = _Forward(lambda: filled, 0)
+    forward = Forward(lambda: filled, 0)
 
     def attempt() -> None:
         nonlocal filled

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._download import Forward
 from ._exceptions import DigestMismatch, ECRError, EndpointUnreachable, LayerRef
 from ._host import READ_ERRORS, Job, body, check_size
 from ._transfer import Pace, parse_range
@@ -113,14 +114,8 @@ class LayerStream(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         if self._end or not view:
             return 0
-        best = self.position
-
-        def forward(error: BaseException) -> bool:
-            nonlocal best
-            moved = self.position > best
-            best = max(best, self.position)
-            return moved
-
+        # Only a try that moved the stream on resets the count of tries without progress.
+        forward = Forward(lambda: self.position, self.position)
         try:
             return int(self._job.retrying(lambda: self._read(view), forward))
         except DigestMismatch as exc:

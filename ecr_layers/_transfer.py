@@ -224,9 +224,7 @@ class Sink:
                 self._free.put(buffer)
             return
         self._to_hash.put((buffer, length, ring))
-        self.done += length
-        if self._progress is not None:
-            self._progress(self.done, self.total)
+        self._handed(length)
 
     def offer(self, buffer: bytes | bytearray, length: int) -> bool:
         """`give` a buffer that is not the ring's, if that will not block; else False.
@@ -242,10 +240,13 @@ class Sink:
             self._to_hash.put_nowait((buffer, length, False))
         except queue.Full:
             return False
+        self._handed(length)
+        return True
+
+    def _handed(self, length: int) -> None:
         self.done += length
         if self._progress is not None:
             self._progress(self.done, self.total)
-        return True
 
     def restart(self) -> None:
         """Throw away everything so far (the server ignored a Range): start from byte 0."""

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from botocore.config import Config
 
-from .._botocore import check_settings, client_config, creating, policy_for_own_client
+from .._botocore import check_arguments, client_config, creating, policies
 from .._exceptions import ConfigurationError, ECRError, LayerRef
 from .._image_client import MAX_CONFIG_BYTES
 from .._lookups import batch, context, kept, layer_url, params_of
-from .._retry import DOWNLOAD_POLICY, RetryBudget, RetryPolicy, call_async
+from .._retry import RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
 
@@ -84,16 +84,11 @@ class AsyncLayerClient:
         retry_policy: RetryPolicy | None = None,
         download_retry_policy: RetryPolicy | None = None,
     ) -> None:
-        if client is not None and any(
-            v is not None for v in (session, region_name, endpoint_url, profile_name, config)
-        ):
-            raise ConfigurationError(
-                "give either an existing client, or session/region/endpoint/profile/config"
-            )
-        check_settings(
-            client=client,
+        check_arguments(
+            client,
             session=session,
             region_name=region_name,
+            endpoint_url=endpoint_url,
             profile_name=profile_name,
             config=config,
             retry_policy=retry_policy,
@@ -103,10 +98,10 @@ class AsyncLayerClient:
             raise ConfigurationError("give either a session or a profile_name, not both")
         if endpoint_url is not None:
             check_endpoint_url(endpoint_url)  # before anything is built on it
+        api_policy, download_policy = policies(client, retry_policy, download_retry_policy)
         with creating():
             if client is not None:
                 model = client.meta.service_model
-                api_policy = policy_for_own_client(client, retry_policy)
             else:
                 import botocore.session
 
@@ -121,15 +116,10 @@ class AsyncLayerClient:
                 # aiobotocore reads the model only in a coroutine; the rules are botocore's
                 # data either way, and are needed here, before the first await.
                 model = botocore.session.Session().get_service_model("ecr")
-                api_policy = retry_policy or RetryPolicy()
-        if download_retry_policy is None:
-            download_retry_policy = attrs.evolve(
-                retry_policy or RetryPolicy(), timeout=DOWNLOAD_POLICY.timeout
-            )
         self.__attrs_init__(
             validator=rules_from_model(model),
             retry_policy=api_policy,
-            download_retry_policy=download_retry_policy,
+            download_retry_policy=download_policy,
             session=session,
             settings={
                 "region_name": region_name,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from .. import _mapping, _transfer
-from .._download import _Forward, prepare
+from .._download import Forward, prepare
 from .._exceptions import (
     ConfigurationError,
     DownloadUrlExpired,
@@ -168,11 +168,6 @@ class AsyncJob:
             self.done(response, whole=False)
 
 
-def transport_error(exc: BaseException, layer: LayerRef, url: str) -> ECRError:
-    """The typed error for an aiohttp failure, scrubbed of *url*'s secrets."""
-    return _mapping.from_transport_error(exc, layer, url)
-
-
 async def guarded(operation: Awaitable[T], layer: LayerRef, url: str) -> T:
     """Await an aiohttp *operation*; its failure becomes our typed error, alone.
 
@@ -185,7 +180,8 @@ async def guarded(operation: Awaitable[T], layer: LayerRef, url: str) -> T:
     try:
         return await operation
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        error = transport_error(exc, layer, url)
+        # The one error map, which also scrubs *url*'s secrets from *exc*.
+        error = _mapping.from_transport_error(exc, layer, url)
     raise error
 
 
@@ -312,7 +308,7 @@ def _discard(landing: Landing, sink: Sink) -> None:
 
 async def _fetch(job: AsyncJob, sink: Sink, parallel: int | None) -> None:
     async def run(end: int | None) -> int | None:
-        forward = _Forward(lambda: sink.done, sink.done)
+        forward = Forward(lambda: sink.done, sink.done)
         return await job.retrying(lambda: _stream(job, sink, end, forward), forward)
 
     if parallel != 1:
@@ -327,10 +323,10 @@ async def _fetch(job: AsyncJob, sink: Sink, parallel: int | None) -> None:
     await run(None)
 
 
-async def _stream(job: AsyncJob, sink: Sink, end: int | None, forward: _Forward) -> int | None:
+async def _stream(job: AsyncJob, sink: Sink, end: int | None, forward: Forward) -> int | None:
     """Fetch from ``sink.done`` to *end* (or the end) into *sink*; return the total size."""
     start = sink.done
-    pace = forward.start(job)  # type: ignore[arg-type]
+    pace = forward.start(job)
     response, url = await job.open(start, end)
     whole = False
     try:
@@ -387,11 +383,11 @@ async def _fetch_range(job: AsyncJob, start: int, end: int) -> bytearray:
     buffer = bytearray(end - start)
     view = memoryview(buffer)
     filled = 0
-    forward = _Forward(lambda: filled, 0)
+    forward = Forward(lambda: filled, 0)
 
     async def attempt() -> None:
         nonlocal filled
-        pace = forward.start(job)  # type: ignore[arg-type]
+        pace = forward.start(job)
         response, url = await job.open(start + filled, end)
         whole = False
         try:

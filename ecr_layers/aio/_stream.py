@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from .._download import Forward
 from .._exceptions import ECRError, EndpointUnreachable
 from .._stream import StreamCheck
 from ._download import AsyncJob, guarded
@@ -71,13 +72,8 @@ class AsyncLayerStream:
             raise self._error
         if self._end or size == 0:
             return b""
-        best = self.position
-
-        def forward(error: BaseException) -> bool:
-            nonlocal best
-            moved, best = self.position > best, max(best, self.position)
-            return moved
-
+        # Only a try that moved the stream on resets the count of tries without progress.
+        forward = Forward(lambda: self.position, self.position)
         try:
             return await self._job.retrying(lambda: self._read(size), forward)
         except ECRError as exc:
