@@ -189,7 +189,31 @@ def from_botocore(
         return from_client_error(exc, layer, image)
     if isinstance(exc, BOTOCORE_ERRORS):
         return from_botocore_error(exc, layer, image)
+    if isinstance(exc, _PARSER_SLIPS) and _raised_in(exc, _PARSERS):
+        # botocore's parser assumes the answer has the model's shape: a string where
+        # a structure belongs ends in AttributeError, not ResponseParserError.
+        return InvalidResponse(
+            f"the service's answer does not have the model's shape ({type(exc).__name__})",
+            code=InvalidResponse.default_code,
+            layer=layer,
+            image=image,
+        )
     return None
+
+
+# What botocore's response parsers raise on an answer of the wrong shape.
+_PARSER_SLIPS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+_PARSERS = ("botocore.parsers", "aiobotocore.parsers")
+
+
+def _raised_in(exc: BaseException, modules: tuple[str, ...]) -> bool:
+    """Whether *exc* was raised by code in one of *modules* (its innermost frame)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_globals.get("__name__") in modules
 
 
 def from_image_failure(

@@ -15,6 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import attrs
+import pytest
+
+import ecr_layers
+
+from .imaging import patch_lookups
 
 Behaviour = Callable[[socket.socket, bytes, "Host"], None]
 
@@ -161,3 +166,18 @@ def chunked(size: int) -> Behaviour:
         conn.sendall(b"0\r\n\r\n")
 
     return behave
+
+
+def point_at(
+    monkeypatch: pytest.MonkeyPatch, host: Host, url: str | None = None
+) -> list[ecr_layers.LayerRef]:
+    """Make every URL lookup, of either client, answer with *host*'s URL (or *url*);
+    return the layers looked up."""
+    looked_up: list[ecr_layers.LayerRef] = []
+
+    def answer(layer: ecr_layers.LayerRef, _: object) -> ecr_layers.LayerUrl:
+        looked_up.append(layer)
+        return ecr_layers.LayerUrl(url or host.url(), layer.layer_digest)
+
+    patch_lookups(monkeypatch, answer)
+    return looked_up

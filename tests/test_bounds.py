@@ -11,7 +11,6 @@ import os
 import pathlib
 import time
 import traceback
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,41 +19,20 @@ from ecr_layers import _host, _transfer
 from ecr_layers.testing import LocalECR
 
 from . import hostile
+from .hostile import point_at
+from .imaging import FAST, Synchronous, patch_lookups
 
 OP = "GetDownloadUrlForLayer"
-FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.01, wait_jitter=0)
 
 
 @pytest.fixture
-def client(local_ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
-    with local_ecr.client(retry_policy=FAST) as client:
-        yield client
-
-
-def client_with(local_ecr: LocalECR, policy: ecr_layers.RetryPolicy) -> ecr_layers.LayerClient:
-    return ecr_layers.LayerClient(
-        endpoint_url=local_ecr.endpoint_url,
-        region_name=local_ecr.region_name,
-        download_retry_policy=policy,
-    )
-
-
-def point_at(
-    monkeypatch: pytest.MonkeyPatch, host: hostile.Host, url: str | None = None
-) -> list[ecr_layers.LayerRef]:
-    """Make every URL lookup answer with *host*'s URL; return the lookups made."""
-    looked_up: list[ecr_layers.LayerRef] = []
-
-    def lookup_once(self: object, layer: ecr_layers.LayerRef) -> ecr_layers.LayerUrl:
-        looked_up.append(layer)
-        return ecr_layers.LayerUrl(url or host.url(), layer.layer_digest)
-
-    monkeypatch.setattr(ecr_layers.LayerClient, "lookup_once", lookup_once)
-    return looked_up
+def ecr(local_ecr: LocalECR) -> LocalECR:
+    """``either``'s LocalECR: the one the environment and the default client point at."""
+    return local_ecr
 
 
 def test_a_host_that_ignores_range_and_cuts_every_body_at_the_same_byte_ends_within_attempts(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     data = os.urandom(3 * 1024 * 1024)
     [digest] = local_ecr.push_image("team/app", [data])
@@ -62,7 +40,7 @@ def test_a_host_that_ignores_range_and_cuts_every_body_at_the_same_byte_ends_wit
     local_ecr.faults.truncate_next_blobs(10**6, after=1000)
     started = time.monotonic()
     with pytest.raises(ecr_layers.EndpointUnreachable) as info:
-        client.download_layer("team/app", digest, tmp_path)
+        either.download_layer("team/app", digest, tmp_path)
     # The first try moved the download to byte 1000; every later one threw its bytes
     # away with a restart and got no further: 3 tries without progress, then stop.
     assert local_ecr.stats.blob_count() == FAST.attempts + 1
@@ -73,30 +51,31 @@ def test_a_host_that_ignores_range_and_cuts_every_body_at_the_same_byte_ends_wit
 
 
 def test_a_host_that_resets_after_1000_bytes_ends_within_attempts(
-    client: ecr_layers.LayerClient, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with hostile.serving(hostile.reset_after(1000)) as host:
         point_at(monkeypatch, host)
         with pytest.raises(ecr_layers.EndpointUnreachable):
-            client.download_layer("team/app", host.digest, tmp_path)
+            either.download_layer("team/app", host.digest, tmp_path)
         # attempts tries without progress, plus the first if the kernel let its bytes
         # through before the reset (a reset may discard what was not yet read).
         assert FAST.attempts <= host.requests <= FAST.attempts + 1
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.either(
+    download_retry_policy=ecr_layers.RetryPolicy(
+        attempts=100, wait_initial=0.01, wait_jitter=0, timeout=2
+    )
+)
 def test_a_host_that_hangs_mid_body_ends_by_the_deadline(
-    local_ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    policy = ecr_layers.RetryPolicy(attempts=100, wait_initial=0.01, wait_jitter=0, timeout=2)
-    with (
-        hostile.serving(hostile.hang_after(1000)) as host,
-        client_with(local_ecr, policy) as client,
-    ):
+    with hostile.serving(hostile.hang_after(1000)) as host:
         point_at(monkeypatch, host)
         started = time.monotonic()
         with pytest.raises(ecr_layers.EndpointTimeout) as info:
-            client.download_layer("team/app", host.digest, tmp_path)
+            either.download_layer("team/app", host.digest, tmp_path)
         elapsed = time.monotonic() - started
         assert elapsed < 4, elapsed
         assert host.requests <= 3
@@ -105,47 +84,48 @@ def test_a_host_that_hangs_mid_body_ends_by_the_deadline(
 
 
 def test_a_trickle_is_cut_by_the_minimum_rate_and_counts_as_no_progress(
-    client: ecr_layers.LayerClient, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_transfer, "MIN_RATE_WINDOW", 0.5)
     with hostile.serving(hostile.trickle(0.05)) as host:
         point_at(monkeypatch, host)
         started = time.monotonic()
         with pytest.raises(ecr_layers.EndpointTimeout) as info:
-            client.download_layer("team/app", host.digest, tmp_path)
+            either.download_layer("team/app", host.digest, tmp_path)
         # Bytes arrived on every connection, but too slowly to count: attempts tries.
         assert host.requests == FAST.attempts
         assert time.monotonic() - started < 5
     assert "bytes/s" in info.value.message
 
 
+@pytest.mark.either(
+    download_retry_policy=ecr_layers.RetryPolicy(
+        attempts=3, wait_initial=0.01, wait_jitter=0, timeout=1.5
+    )
+)
 def test_a_trickle_fast_enough_for_the_floor_still_ends_by_the_deadline(
-    local_ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_transfer, "MIN_RATE", 1)
-    policy = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.01, wait_jitter=0, timeout=1.5)
-    with (
-        hostile.serving(hostile.trickle(0.01)) as host,
-        client_with(local_ecr, policy) as client,
-    ):
+    with hostile.serving(hostile.trickle(0.01)) as host:
         point_at(monkeypatch, host)
         started = time.monotonic()
         with pytest.raises(ecr_layers.EndpointTimeout) as info:
-            client.download_layer("team/app", host.digest, tmp_path)
+            either.download_layer("team/app", host.digest, tmp_path)
         assert time.monotonic() - started < 3
         assert host.requests == 1
     assert "deadline" in info.value.message
 
 
 def test_a_url_renewal_is_one_api_attempt_and_only_the_outer_loop_retries(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     [digest] = local_ecr.push_image("team/app", [os.urandom(100_000)])
     local_ecr.faults.expire_next_urls(1)
     local_ecr.faults.fail_next(OP, 100)  # from the renewal on, the API fails for good
     calls_before = local_ecr.stats.count(OP)
     with pytest.raises(ecr_layers.ServerError) as info:
-        client.download_layer("team/app", digest, tmp_path)
+        either.download_layer("team/app", digest, tmp_path)
     # Every request the download made is one of its own tries: no loop inside a loop.
     assert local_ecr.stats.count(OP) - calls_before == FAST.attempts
     assert info.value.attempts == FAST.attempts
@@ -153,7 +133,7 @@ def test_a_url_renewal_is_one_api_attempt_and_only_the_outer_loop_retries(
 
 def test_expired_urls_found_by_every_range_at_once_are_renewed_once(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -169,21 +149,20 @@ def test_expired_urls_found_by_every_range_at_once_are_renewed_once(
 
     monkeypatch.setattr(ecr_layers.LayerUrl, "expired", expired)
     handed_out: list[ecr_layers.LayerUrl] = []
-    real_lookup = ecr_layers.LayerClient.lookup_once
 
-    def lookup_once(
-        self: ecr_layers.LayerClient, layer: ecr_layers.LayerRef
+    def hand_out(
+        layer: ecr_layers.LayerRef, url: ecr_layers.LayerUrl | None
     ) -> ecr_layers.LayerUrl:
-        url = real_lookup(self, layer)
+        assert url is not None
         handed_out.append(url)
         return url
 
-    monkeypatch.setattr(ecr_layers.LayerClient, "lookup_once", lookup_once)
+    patch_lookups(monkeypatch, hand_out, real=True)
 
     def expire_the_first_url(done: int, total: int | None) -> None:
         stale[:] = handed_out[:1]  # after the first chunk: every range worker finds it stale
 
-    path = client.download_layer(
+    path = either.download_layer(
         "team/app", digest, tmp_path, parallel=4, progress=expire_the_first_url
     )
     assert path.read_bytes() == data
@@ -221,14 +200,16 @@ def test_concurrent_renewals_after_a_403_share_one_lookup() -> None:
     assert seen == ["https://host/2"] * 8
 
 
+@pytest.mark.either(
+    retry_policy=ecr_layers.RetryPolicy(attempts=3, wait_initial=0.01, wait_jitter=0)
+)
 def test_backoff_counts_from_tenacity_and_is_not_off_by_one(
-    local_ecr: LocalECR, caplog: pytest.LogCaptureFixture
+    local_ecr: LocalECR, either: Synchronous, caplog: pytest.LogCaptureFixture
 ) -> None:
     [digest] = local_ecr.push_image("team/app", [b"x"])
-    policy = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.01, wait_jitter=0)
     local_ecr.faults.fail_next(OP, 2)
     with caplog.at_level(logging.WARNING, logger="ecr_layers"):
-        local_ecr.client(retry_policy=policy).get_layer_url("team/app", digest)
+        either.get_layer_url("team/app", digest)
     waits = [r.getMessage().rsplit(" ", 1)[1] for r in caplog.records]
     assert waits == ["0.010s", "0.020s"]
 
@@ -245,61 +226,67 @@ def test_throttling_waits_from_a_larger_base_and_honours_retry_after() -> None:
     assert backoff(policy, 1, asked) == pytest.approx(7.0)
 
 
+@pytest.mark.either(
+    retry_policy=ecr_layers.RetryPolicy(attempts=2, wait_throttled=0.001, wait_jitter=0)
+)
 def test_slowdown_and_429_from_the_download_host_are_throttling_and_retried(
-    local_ecr: LocalECR, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     [digest] = local_ecr.push_image("team/app", [os.urandom(1000)])
-    policy = ecr_layers.RetryPolicy(attempts=2, wait_throttled=0.001, wait_jitter=0)
-    with local_ecr.client(retry_policy=policy) as client:
-        for status, code in ((503, "SlowDown"), (429, "TooManyRequests")):
-            local_ecr.faults.fail_next_blobs(10, status=status, code=code)
-            with pytest.raises(ecr_layers.Throttled) as info:
-                client.download_layer("team/app", digest, tmp_path)
-            assert info.value.attempts == 2
-            local_ecr.faults.clear()
-
-
-def test_the_retry_budget_stops_retrying_when_spent(local_ecr: LocalECR) -> None:
-    [digest] = local_ecr.push_image("team/app", [b"x"])
-    policy = ecr_layers.RetryPolicy(attempts=5, wait_initial=0, wait_jitter=0)
-    with local_ecr.client(retry_policy=policy) as client:
-        client.budget.capacity = 12  # two retries' worth
-        local_ecr.faults.fail_next(OP, 100)
-        with pytest.raises(ecr_layers.ServerError) as info:
-            client.get_layer_url("team/app", digest)
-        assert local_ecr.stats.count(OP) == 3
-        assert "retry budget" in info.value.message
-        # Spent, it makes one request per call; a success gives back what it spent.
-        with pytest.raises(ecr_layers.ServerError):
-            client.get_layer_url("team/app", digest)
-        assert local_ecr.stats.count(OP) == 4
+    for status, code in ((503, "SlowDown"), (429, "TooManyRequests")):
+        local_ecr.faults.fail_next_blobs(10, status=status, code=code)
+        with pytest.raises(ecr_layers.Throttled) as info:
+            either.download_layer("team/app", digest, tmp_path)
+        assert info.value.attempts == 2
+        assert local_ecr.stats.blob_count(status=status) == 2
         local_ecr.faults.clear()
-        local_ecr.faults.fail_next(OP, 0)
-        client.get_layer_url("team/app", digest)
-        assert client.budget.available == 2
+
+
+@pytest.mark.either(retry_policy=ecr_layers.RetryPolicy(attempts=5, wait_initial=0, wait_jitter=0))
+def test_the_retry_budget_stops_retrying_when_spent(
+    local_ecr: LocalECR, either: Synchronous
+) -> None:
+    [digest] = local_ecr.push_image("team/app", [b"x"])
+    either.budget.capacity = 12  # two retries' worth
+    local_ecr.faults.fail_next(OP, 100)
+    with pytest.raises(ecr_layers.ServerError) as info:
+        either.get_layer_url("team/app", digest)
+    assert local_ecr.stats.count(OP) == 3
+    assert "retry budget" in info.value.message
+    # Spent, it makes one request per call; a success gives back what it spent.
+    with pytest.raises(ecr_layers.ServerError):
+        either.get_layer_url("team/app", digest)
+    assert local_ecr.stats.count(OP) == 4
+    local_ecr.faults.clear()
+    local_ecr.faults.fail_next(OP, 0)
+    either.get_layer_url("team/app", digest)
+    assert either.budget.available == 2
 
 
 def test_a_blob_read_timeout_leaves_no_url_secret_in_the_chain(
-    client: ecr_layers.LayerClient, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ecr_layers.aio import _download as aio_download
+
     monkeypatch.setattr(_host, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(aio_download, "READ_TIMEOUT", 0.3)
     query = "X-Amz-Signature=SECRETSIG0123456789&X-Amz-Credential=AKIASECRETCRED%2F2026"
     with hostile.serving(hostile.nothing) as host:
         point_at(monkeypatch, host, host.url(query))
         with pytest.raises(ecr_layers.EndpointTimeout) as info:
-            client.download_layer("team/app", host.digest, tmp_path)
+            either.download_layer("team/app", host.digest, tmp_path)
     assert_no_secret(info.value, "SECRETSIG", "AKIASECRETCRED")
 
 
 def test_a_download_url_with_a_bad_port_is_a_configuration_error_without_secrets(
-    client: ecr_layers.LayerClient, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with hostile.serving(hostile.nothing) as host:
         lookups = point_at(
             monkeypatch, host, "http://127.0.0.1:99999/blob?X-Amz-Signature=SECRETSIG0123456789"
         )
         with pytest.raises(ecr_layers.ConfigurationError) as info:
-            client.download_layer("team/app", host.digest, tmp_path)
+            either.download_layer("team/app", host.digest, tmp_path)
         assert host.requests == 0
     assert len(lookups) == 1  # not retried
     assert info.value.layer_digest == host.digest
@@ -309,18 +296,18 @@ def test_a_download_url_with_a_bad_port_is_a_configuration_error_without_secrets
 @pytest.mark.parametrize("url", ["http://[::1", "ftp://127.0.0.1/x", "http://u:p@127.0.0.1/"])
 def test_unusable_download_urls_are_configuration_errors(
     url: str,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with hostile.serving(hostile.nothing) as host:
         point_at(monkeypatch, host, url)
         with pytest.raises(ecr_layers.ConfigurationError):
-            client.download_layer("team/app", host.digest, tmp_path)
+            either.download_layer("team/app", host.digest, tmp_path)
 
 
 def test_the_backslash_bypass_of_the_loopback_rule_is_refused(
-    client: ecr_layers.LayerClient, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # urllib.parse sees host 127.0.0.1 here; urllib3 would connect to 127.0.0.2, the
     # "other host", and send it the signed URL in clear text.
@@ -328,7 +315,7 @@ def test_the_backslash_bypass_of_the_loopback_rule_is_refused(
         url = f"http://127.0.0.2:{other.port}\\@127.0.0.1/blob?X-Amz-Signature=SECRETSIG01234"
         point_at(monkeypatch, other, url)
         with pytest.raises(ecr_layers.ConfigurationError) as info:
-            client.download_layer("team/app", other.digest, tmp_path)
+            either.download_layer("team/app", other.digest, tmp_path)
         time.sleep(0.3)
         assert other.requests == 0
     assert_no_secret(info.value, "SECRETSIG")
@@ -349,13 +336,13 @@ def test_an_endpoint_with_userinfo_is_refused_and_its_password_never_shown(endpo
 
 
 def test_a_secret_the_download_host_echoes_back_is_redacted(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     [digest] = local_ecr.push_image("team/app", [b"x" * 1000])
     message = "GET /x?X-Amz-Signature=SECRETSIG0123 Credential=AKIASECRETCRED/2026 denied"
     local_ecr.faults.fail_next_blobs(1, status=404, code="NoSuchKey", message=message)
     with pytest.raises(ecr_layers.LayersNotFound) as info:
-        client.download_layer("team/app", digest, tmp_path)
+        either.download_layer("team/app", digest, tmp_path)
     assert_no_secret(info.value, "SECRETSIG0123", "AKIASECRETCRED")
     assert "denied" in info.value.message
 
@@ -406,7 +393,7 @@ def test_the_logging_filter_redacts_what_botocore_and_urllib3_log_at_debug(
 
 def test_a_clock_ahead_of_the_service_does_not_renew_the_url_before_every_range(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -415,7 +402,7 @@ def test_a_clock_ahead_of_the_service_does_not_renew_the_url_before_every_range(
     [digest] = local_ecr.push_image("team/app", [data])
     # Every URL looks expired to this machine's clock the moment it arrives.
     monkeypatch.setattr(ecr_layers.LayerUrl, "expired", lambda self, margin=0.0: True)
-    path = client.download_layer("team/app", digest, tmp_path, parallel=4)
+    path = either.download_layer("team/app", digest, tmp_path, parallel=4)
     assert path.read_bytes() == data
     # The first stale-looking URL is renewed (it may really be stale); the second tells
     # the clock is off, and is used: two lookups, not one per range.
@@ -424,13 +411,13 @@ def test_a_clock_ahead_of_the_service_does_not_renew_the_url_before_every_range(
 
 @pytest.mark.parametrize("size", [1000, 300_000, 3 * 1024 * 1024])
 def test_a_chunked_body_downloads_whole(
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
     size: int,
 ) -> None:
     with hostile.serving(hostile.chunked(size)) as host:
         point_at(monkeypatch, host)
-        path = client.download_layer("team/app", host.digest, tmp_path, parallel=1)
+        path = either.download_layer("team/app", host.digest, tmp_path, parallel=1)
         assert path.read_bytes() == host.data
         assert host.requests == 1

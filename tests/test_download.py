@@ -17,10 +17,16 @@ import ecr_layers
 from ecr_layers import _landing, _transfer, _url
 from ecr_layers.testing import LocalECR
 
+from .imaging import FAST, Synchronous
 from .strategies import documented_digests
 
-FAST = ecr_layers.RetryPolicy(attempts=4, wait_initial=0.001, wait_max=0.01, wait_jitter=0.001)
 OP = "GetDownloadUrlForLayer"
+
+
+@pytest.fixture
+def ecr(local_ecr: LocalECR) -> LocalECR:
+    """``either``'s LocalECR: the one the environment and the default client point at."""
+    return local_ecr
 
 
 @pytest.fixture
@@ -28,11 +34,6 @@ def layer(local_ecr: LocalECR) -> tuple[bytes, str]:
     data = os.urandom(3 * 1024 * 1024 + 123)
     [digest] = local_ecr.push_image("team/app", [data])
     return data, digest
-
-
-@pytest.fixture
-def client(local_ecr: LocalECR) -> ecr_layers.LayerClient:
-    return local_ecr.client(retry_policy=FAST)
 
 
 def only_the_layer(directory: pathlib.Path, digest: str) -> None:
@@ -46,13 +47,13 @@ def blob_log(ecr: LocalECR) -> list[tuple[int, str | None, str | None]]:
 
 def test_download_to_a_directory(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     data, digest = layer
     seen: list[tuple[int, int | None]] = []
-    path = client.download_layer(
+    path = either.download_layer(
         "team/app", digest, tmp_path, progress=lambda d, t: seen.append((d, t))
     )
     assert path == tmp_path / ("sha256-" + digest[7:])
@@ -74,13 +75,13 @@ def test_download_to_a_file_path_and_module_level(
 
 def test_a_cut_connection_resumes_with_range(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     data, digest = layer
     local_ecr.faults.truncate_next_blobs(1, after=1_000_000)
-    path = client.download_layer("team/app", digest, tmp_path, parallel=1)
+    path = either.download_layer("team/app", digest, tmp_path, parallel=1)
     assert path.read_bytes() == data
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest[7:]
     log = blob_log(local_ecr)
@@ -96,21 +97,21 @@ def test_a_cut_connection_resumes_with_range(
 
 def test_a_server_that_ignores_range_means_starting_over(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     data, digest = layer
     local_ecr.faults.truncate_next_blobs(1, after=500_000)
     local_ecr.faults.ignore_range = True
-    path = client.download_layer("team/app", digest, tmp_path, parallel=1)
+    path = either.download_layer("team/app", digest, tmp_path, parallel=1)
     assert path.read_bytes() == data
     assert [s for s, _, _ in blob_log(local_ecr)] == [200, 200]
 
 
 def test_an_expired_url_is_renewed_and_the_download_goes_on(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
@@ -126,7 +127,7 @@ def test_an_expired_url_is_renewed_and_the_download_goes_on(
                 1, status=403, code="AccessDenied", message="Request has expired"
             )
 
-    path = client.download_layer(
+    path = either.download_layer(
         "team/app", digest, tmp_path, parallel=1, progress=expire_once_bytes_flow
     )
     assert path.read_bytes() == data
@@ -138,48 +139,48 @@ def test_an_expired_url_is_renewed_and_the_download_goes_on(
 
 def test_a_url_known_to_have_expired_is_renewed_before_use(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     data, digest = layer
     local_ecr.faults.expire_next_urls(1)
-    assert client.download_layer("team/app", digest, tmp_path).read_bytes() == data
+    assert either.download_layer("team/app", digest, tmp_path).read_bytes() == data
     assert local_ecr.stats.count(OP) == 2
     assert local_ecr.stats.blob_count(status=403) == 0
 
 
 def test_5xx_from_the_download_host_is_retried(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     data, digest = layer
     local_ecr.faults.fail_next_blobs(2, status=503)
-    assert client.download_layer("team/app", digest, tmp_path).read_bytes() == data
+    assert either.download_layer("team/app", digest, tmp_path).read_bytes() == data
     assert [s for s, _, _ in blob_log(local_ecr)] == [503, 503, 206]
 
 
 def test_persistent_5xx_gives_up_with_nothing_left(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     _, digest = layer
     local_ecr.faults.fail_next_blobs(10, status=500, code="InternalError")
     with pytest.raises(ecr_layers.ServerError) as info:
-        client.download_layer("team/app", digest, tmp_path)
+        either.download_layer("team/app", digest, tmp_path)
     assert info.value.code == "InternalError"
-    assert info.value.attempts == 4
-    assert local_ecr.stats.blob_count() == 4
+    assert info.value.attempts == FAST.attempts
+    assert local_ecr.stats.blob_count() == FAST.attempts
     assert list(tmp_path.iterdir()) == []
 
 
 def test_other_4xx_is_a_typed_error_not_retried(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
@@ -187,7 +188,7 @@ def test_other_4xx_is_a_typed_error_not_retried(
     # One condition, one class, wherever it happens: the bytes are not there.
     local_ecr.faults.fail_next_blobs(3, status=404, code="NoSuchKey", message="gone")
     with pytest.raises(ecr_layers.LayersNotFound) as info:
-        client.download_layer("team/app", digest, tmp_path)
+        either.download_layer("team/app", digest, tmp_path)
     assert (info.value.code, info.value.http_status) == ("NoSuchKey", 404)
     assert (info.value.repository_name, info.value.layer_digest) == ("team/app", digest)
     assert local_ecr.stats.blob_count() == 1
@@ -197,7 +198,7 @@ def test_other_4xx_is_a_typed_error_not_retried(
     local_ecr.faults.clear()
     local_ecr.faults.fail_next_blobs(3, status=400, code="InvalidArgument", message="no")
     with pytest.raises(ecr_layers.DownloadError) as other:
-        client.download_layer("team/app", digest, tmp_path)
+        either.download_layer("team/app", digest, tmp_path)
     assert type(other.value) is ecr_layers.DownloadError
     assert (other.value.code, other.value.http_status) == ("InvalidArgument", 400)
     assert local_ecr.stats.blob_count() == 1
@@ -205,14 +206,14 @@ def test_other_4xx_is_a_typed_error_not_retried(
 
 def test_corrupt_bytes_raise_digest_mismatch_and_leave_nothing(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     _, digest = layer
     local_ecr.faults.corrupt_next_blobs(1)
     with pytest.raises(ecr_layers.DigestMismatch) as info:
-        client.download_layer("team/app", digest, tmp_path / "out")
+        either.download_layer("team/app", digest, tmp_path / "out")
     assert info.value.expected == digest
     assert info.value.actual is not None
     assert info.value.actual != digest
@@ -221,7 +222,7 @@ def test_corrupt_bytes_raise_digest_mismatch_and_leave_nothing(
 
 def test_an_existing_file_is_only_replaced_by_verified_bytes(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
@@ -230,14 +231,14 @@ def test_an_existing_file_is_only_replaced_by_verified_bytes(
     target.write_bytes(b"previous contents")
     local_ecr.faults.corrupt_next_blobs(1)
     with pytest.raises(ecr_layers.DigestMismatch):
-        client.download_layer("team/app", digest, target)
+        either.download_layer("team/app", digest, target)
     assert target.read_bytes() == b"previous contents"
 
 
 @pytest.mark.parametrize("connections", [2, 4])
 def test_parallel_ranged_download(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
     connections: int,
@@ -246,7 +247,7 @@ def test_parallel_ranged_download(
     data = os.urandom(3 * 1024 * 1024 + 5)
     [digest] = local_ecr.push_image("team/app", [data])
     local_ecr.faults.truncate_next_blobs(1, after=100_000)  # one range comes back short
-    path = client.download_layer("team/app", digest, tmp_path, parallel=connections)
+    path = either.download_layer("team/app", digest, tmp_path, parallel=connections)
     assert path.read_bytes() == data
     log = blob_log(local_ecr)
     assert all(status == 206 for status, _, _ in log)
@@ -256,7 +257,7 @@ def test_parallel_ranged_download(
 
 def test_auto_mode_goes_parallel_only_for_large_layers(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -264,34 +265,34 @@ def test_auto_mode_goes_parallel_only_for_large_layers(
     monkeypatch.setattr(_transfer, "AUTO_THRESHOLD", 2 * 1024 * 1024)
     small, large = os.urandom(1024 * 1024), os.urandom(2 * 1024 * 1024)
     digests = local_ecr.push_image("team/app", [small, large])
-    client.download_layer("team/app", digests[0], tmp_path)
+    either.download_layer("team/app", digests[0], tmp_path)
     assert len(blob_log(local_ecr)) == 2  # first chunk, then the rest in one stream
     local_ecr.stats.reset()
     # A first chunk that arrives slowly (a capped connection) means going parallel...
     monkeypatch.setattr(_transfer, "AUTO_FAST_ENOUGH", 10**15)
-    client.download_layer("team/app", digests[1], tmp_path)
+    either.download_layer("team/app", digests[1], tmp_path)
     assert len(blob_log(local_ecr)) == 8  # 8 ranges of 256 KiB
     local_ecr.stats.reset()
     # ...and one that arrives fast means one stream already outruns the client.
     monkeypatch.setattr(_transfer, "AUTO_FAST_ENOUGH", 1)
-    client.download_layer("team/app", digests[1], tmp_path)
+    either.download_layer("team/app", digests[1], tmp_path)
     assert len(blob_log(local_ecr)) == 2
 
 
 def test_parallel_against_a_server_that_ignores_range(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     data, digest = layer
     local_ecr.faults.ignore_range = True
-    assert client.download_layer("team/app", digest, tmp_path, parallel=4).read_bytes() == data
+    assert either.download_layer("team/app", digest, tmp_path, parallel=4).read_bytes() == data
     assert local_ecr.stats.blob_count() == 1
 
 
 def test_unverifiable_digests_are_refused_before_any_request(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     for digest in (
         "sha256:abc",
@@ -301,28 +302,28 @@ def test_unverifiable_digests_are_refused_before_any_request(
         "sha512:" + "a" * 64,
     ):
         with pytest.raises(ecr_layers.UnsupportedDigest):
-            client.download_layer("team/app", digest, tmp_path)
+            either.download_layer("team/app", digest, tmp_path)
     assert local_ecr.stats.count() == 0
 
 
 def test_verification_can_be_switched_off_explicitly(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     layer: tuple[bytes, str],
     tmp_path: pathlib.Path,
 ) -> None:
     data, digest = layer
     local_ecr.faults.corrupt_next_blobs(1)
-    path = client.download_layer("team/app", digest, tmp_path, verify=False)
+    path = either.download_layer("team/app", digest, tmp_path, verify=False)
     assert path.read_bytes() != data
 
 
 def test_lookup_errors_surface_before_any_file_exists(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     local_ecr.create_repository("team/app")
     with pytest.raises(ecr_layers.LayersNotFound):
-        client.download_layer("team/app", "sha256:" + "0" * 64, tmp_path)
+        either.download_layer("team/app", "sha256:" + "0" * 64, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -399,13 +400,13 @@ def test_a_live_downloads_temporary_file_is_not_removed(tmp_path: pathlib.Path) 
 
 
 def test_get_layer_urls_keeps_order_and_reports_failures_in_their_slot(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient
+    local_ecr: LocalECR, either: Synchronous
 ) -> None:
     digests = local_ecr.push_image("team/app", [os.urandom(100) for _ in range(20)])
     orphan = local_ecr.add_layer("team/app", b"orphan")
     missing = "sha256:" + "0" * 64
     asked = [*digests[:10], orphan, missing, *digests[10:], digests[0]]
-    results = client.get_layer_urls("team/app", asked, max_workers=8)
+    results = either.get_layer_urls("team/app", asked, max_workers=8)
     assert list(results) == list(dict.fromkeys(asked))
     assert isinstance(results[orphan], ecr_layers.LayerInaccessible)
     assert isinstance(results[missing], ecr_layers.LayersNotFound)
@@ -417,18 +418,16 @@ def test_get_layer_urls_keeps_order_and_reports_failures_in_their_slot(
 
 
 def test_get_layer_urls_validates_everything_first(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient
+    local_ecr: LocalECR, either: Synchronous
 ) -> None:
     good = local_ecr.push_image("team/app", [b"x"])
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.get_layer_urls("team/app", [*good, "not a digest"])
+        either.get_layer_urls("team/app", [*good, "not a digest"])
     assert local_ecr.stats.count() == 0
-    assert client.get_layer_urls("team/app", []) == {}
+    assert either.get_layer_urls("team/app", []) == {}
 
 
-def test_get_layer_urls_retries_per_digest(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient
-) -> None:
+def test_get_layer_urls_retries_per_digest(local_ecr: LocalECR) -> None:
     digests = local_ecr.push_image("team/app", [os.urandom(10) for _ in range(5)])
     local_ecr.faults.fail_next(OP, 2)
     results = ecr_layers.get_layer_urls("team/app", digests)
@@ -438,7 +437,7 @@ def test_get_layer_urls_retries_per_digest(
 
 def test_a_range_that_fails_for_good_fails_the_parallel_download_cleanly(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -452,6 +451,6 @@ def test_a_range_that_fails_for_good_fails_the_parallel_download_cleanly(
             local_ecr.faults.fail_next_blobs(100, status=403, code="AccessDenied", message="No")
 
     with pytest.raises(ecr_layers.AccessDenied) as info:
-        client.download_layer("team/app", digest, tmp_path, parallel=4, progress=break_the_rest)
+        either.download_layer("team/app", digest, tmp_path, parallel=4, progress=break_the_rest)
     assert (info.value.code, info.value.http_status) == ("AccessDenied", 403)
     assert list(tmp_path.iterdir()) == []

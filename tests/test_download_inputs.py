@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,15 +18,15 @@ import ecr_layers
 from ecr_layers import _botocore, _landing
 from ecr_layers.testing import LocalECR
 
-OP = "GetDownloadUrlForLayer"
-FAST = ecr_layers.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.01, wait_jitter=0)
+from .imaging import Synchronous
+
 DIGEST = "sha256:" + "a" * 64
 
 
 @pytest.fixture
-def client(local_ecr: LocalECR) -> Iterator[ecr_layers.LayerClient]:
-    with local_ecr.client(retry_policy=FAST) as client:
-        yield client
+def ecr(local_ecr: LocalECR) -> LocalECR:
+    """``either``'s LocalECR: the one the environment and the default client point at."""
+    return local_ecr
 
 
 def nothing_sent(ecr: LocalECR) -> None:
@@ -37,12 +36,12 @@ def nothing_sent(ecr: LocalECR) -> None:
 
 @pytest.mark.parametrize("digest", [None, 42, b"sha256:ab", ["sha256:ab"]])
 def test_bad_digest_types_are_invalid_parameters_everywhere(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path, digest: object
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path, digest: object
 ) -> None:
     for call in (
-        lambda: client.download_layer("team/app", digest, tmp_path),  # type: ignore[arg-type]
+        lambda: either.download_layer("team/app", digest, tmp_path),
         lambda: ecr_layers.download_layer("team/app", digest, tmp_path),  # type: ignore[arg-type]
-        lambda: client.get_layer_url("team/app", digest),  # type: ignore[arg-type]
+        lambda: either.get_layer_url("team/app", digest),
     ):
         with pytest.raises(ecr_layers.InvalidParameter) as info:
             call()
@@ -66,28 +65,28 @@ def test_bad_digest_types_are_invalid_parameters_everywhere(
 )
 def test_bad_options_are_invalid_parameters_before_any_request(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     kwargs: dict[str, object],
     parameter: str,
 ) -> None:
     with pytest.raises(ecr_layers.InvalidParameter) as info:
-        client.download_layer("team/app", DIGEST, tmp_path, **kwargs)  # type: ignore[arg-type]
+        either.download_layer("team/app", DIGEST, tmp_path, **kwargs)
     assert info.value.parameter == parameter
     nothing_sent(local_ecr)
 
 
 def test_a_huge_digest_is_refused_even_unverified(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     with pytest.raises(ecr_layers.InvalidParameter) as info:
-        client.download_layer("team/app", "sha256:" + "a" * 10**6, tmp_path, verify=False)
+        either.download_layer("team/app", "sha256:" + "a" * 10**6, tmp_path, verify=False)
     assert "longer than 255" in info.value.message
     nothing_sent(local_ecr)
 
 
 def test_an_unverifiable_digest_is_refused_before_leftovers_are_touched(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     target = tmp_path / "layer"
     leftover = _landing.temp_path(target).with_name(
@@ -95,7 +94,7 @@ def test_an_unverifiable_digest_is_refused_before_leftovers_are_touched(
     )
     leftover.write_bytes(b"x")
     with pytest.raises(ecr_layers.UnsupportedDigest):
-        client.download_layer("team/app", "sha256:abc", target)
+        either.download_layer("team/app", "sha256:abc", target)
     assert leftover.exists()
     nothing_sent(local_ecr)
 
@@ -112,14 +111,14 @@ def test_an_unverifiable_digest_is_refused_before_leftovers_are_touched(
 )
 def test_destination_problems_are_destination_errors_before_the_lookup(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     destination: str,
     code: int,
 ) -> None:
     path = f"{tmp_path}/{destination}" if destination else ""
     with pytest.raises(ecr_layers.DestinationError) as info:
-        client.download_layer("team/app", DIGEST, path)
+        either.download_layer("team/app", DIGEST, path)
     assert isinstance(info.value, OSError)
     assert info.value.errno == code
     assert info.value.layer_digest == DIGEST
@@ -129,7 +128,7 @@ def test_destination_problems_are_destination_errors_before_the_lookup(
 
 def test_a_read_only_directory_is_found_before_the_lookup(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -139,34 +138,34 @@ def test_a_read_only_directory_is_found_before_the_lookup(
         os, "access", lambda p, m, **k: False if p == tmp_path else real_access(p, m, **k)
     )
     with pytest.raises(ecr_layers.DestinationError) as info:
-        client.download_layer("team/app", DIGEST, tmp_path)
+        either.download_layer("team/app", DIGEST, tmp_path)
     assert info.value.errno == errno.EACCES
     nothing_sent(local_ecr)
 
 
 def test_a_name_that_fits_gets_a_temporary_name_that_fits_too(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     data = os.urandom(1000)
     [digest] = local_ecr.push_image("team/app", [data])
     target = tmp_path / ("n" * 250)
     assert len(_landing.temp_path(target).name) <= 255
-    assert client.download_layer("team/app", digest, target).read_bytes() == data
+    assert either.download_layer("team/app", digest, target).read_bytes() == data
 
 
 def test_a_trailing_slash_on_an_existing_directory_puts_the_layer_inside(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     data = os.urandom(1000)
     [digest] = local_ecr.push_image("team/app", [data])
-    path = client.download_layer("team/app", digest, f"{tmp_path}/")
+    path = either.download_layer("team/app", digest, f"{tmp_path}/")
     assert path.parent == tmp_path
     assert path.read_bytes() == data
 
 
 def test_a_full_disk_is_a_destination_error_and_leaves_nothing(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -177,7 +176,7 @@ def test_a_full_disk_is_a_destination_error_and_leaves_nothing(
 
     monkeypatch.setattr(os, "write", full)
     with pytest.raises(ecr_layers.DestinationError) as info:
-        client.download_layer("team/app", digest, tmp_path)
+        either.download_layer("team/app", digest, tmp_path)
     assert info.value.errno == errno.ENOSPC
     assert info.value.code == "ENOSPC"
     assert list(tmp_path.iterdir()) == []
@@ -185,7 +184,7 @@ def test_a_full_disk_is_a_destination_error_and_leaves_nothing(
 
 def test_landing_fsyncs_the_file_and_then_the_directory(
     local_ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -198,21 +197,21 @@ def test_landing_fsyncs_the_file_and_then_the_directory(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    client.download_layer("team/app", digest, tmp_path)
+    either.download_layer("team/app", digest, tmp_path)
     assert synced == ["file", "dir"]
 
 
-def test_get_layer_urls_refuses_a_bare_string(client: ecr_layers.LayerClient) -> None:
+def test_get_layer_urls_refuses_a_bare_string(either: Synchronous) -> None:
     with pytest.raises(TypeError, match="not a single str"):
-        client.get_layer_urls("team/app", DIGEST)
+        either.get_layer_urls("team/app", DIGEST)
 
 
 def test_get_layer_urls_keeps_errors_without_tracebacks(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient
+    local_ecr: LocalECR, either: Synchronous
 ) -> None:
     local_ecr.create_repository("team/app")
     digests = [f"sha256:{i:064x}" for i in range(50)]
-    results = client.get_layer_urls("team/app", digests)
+    results = either.get_layer_urls("team/app", digests)
     for error in results.values():
         assert isinstance(error, ecr_layers.LayersNotFound)
         link: BaseException | None = error
@@ -221,27 +220,31 @@ def test_get_layer_urls_keeps_errors_without_tracebacks(
             link = link.__cause__ or link.__context__
 
 
-def test_the_client_closes_once_and_refuses_calls_after(local_ecr: LocalECR) -> None:
+def test_the_client_closes_once_and_refuses_calls_after(
+    local_ecr: LocalECR, either: Synchronous
+) -> None:
     [digest] = local_ecr.push_image("team/app", [b"x"])
-    with local_ecr.client() as client:
-        client.get_layer_url("team/app", digest)
-        assert "download_retry_policy=" in repr(client)
-        assert "retry_policy=" in repr(client)
-    client.close()  # idempotent
-    assert "closed=True" in repr(client)
+    with either:
+        either.get_layer_url("team/app", digest)
+        assert "download_retry_policy=" in repr(either.client)
+        assert "retry_policy=" in repr(either.client)
+    either.close()  # idempotent
+    assert "closed=True" in repr(either.client)
     with pytest.raises(ecr_layers.ConfigurationError, match="closed"):
-        client.get_layer_url("team/app", digest)
+        either.get_layer_url("team/app", digest)
     gc.collect()
 
 
+MINE = ecr_layers.RetryPolicy(attempts=2)
+
+
+@pytest.mark.either(retry_policy=MINE)
 def test_policies_are_named_and_the_download_one_has_a_longer_deadline(
-    local_ecr: LocalECR,
+    either: Synchronous,
 ) -> None:
-    mine = ecr_layers.RetryPolicy(attempts=2)
-    with local_ecr.client(retry_policy=mine) as client:
-        assert client.retry_policy == mine
-        assert client.download_retry_policy.attempts == 2
-        assert client.download_retry_policy.timeout == 3600
+    assert either.retry_policy == MINE
+    assert either.download_retry_policy.attempts == 2
+    assert either.download_retry_policy.timeout == 3600
 
 
 @pytest.mark.parametrize(
@@ -299,12 +302,12 @@ def test_ctrl_c_stops_a_parallel_download_within_about_a_second(
 
 
 def test_a_target_that_is_not_a_regular_file_is_refused_not_replaced(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    local_ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(ecr_layers.DestinationError) as info:
-        client.download_layer("team/app", DIGEST, fifo)
+        either.download_layer("team/app", DIGEST, fifo)
     assert info.value.errno == errno.EEXIST
     assert fifo.is_fifo()
     nothing_sent(local_ecr)
@@ -351,21 +354,20 @@ def test_bad_retry_policies_are_invalid_parameters(kwargs: dict[str, object]) ->
     assert info.value.parameter == next(iter(kwargs))
 
 
-def test_a_closed_client_refuses_lookups_in_bulk_and_as_a_context(local_ecr: LocalECR) -> None:
-    client = local_ecr.client()
-    client.close()
+def test_a_closed_client_refuses_lookups_in_bulk_and_as_a_context(either: Synchronous) -> None:
+    either.close()
     with pytest.raises(ecr_layers.ConfigurationError):
-        client.get_layer_urls("team/app", [DIGEST])
-    with pytest.raises(ecr_layers.ConfigurationError), client:
+        either.get_layer_urls("team/app", [DIGEST])
+    with pytest.raises(ecr_layers.ConfigurationError), either:
         pass
 
 
 def test_every_entry_point_refuses_a_digest_over_255_characters(
-    local_ecr: LocalECR, client: ecr_layers.LayerClient
+    local_ecr: LocalECR, either: Synchronous
 ) -> None:
     huge = "sha256:" + "a" * 5000
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.get_layer_url("team/app", huge)
+        either.get_layer_url("team/app", huge)
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.get_layer_urls("team/app", [huge])
+        either.get_layer_urls("team/app", [huge])
     nothing_sent(local_ecr)

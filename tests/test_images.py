@@ -1,17 +1,14 @@
-"""Images: get_image, get_config and open_layer against LocalECR, and anomalies via Stubber."""
+"""Images: get_image, get_config and open_layer against LocalECR, through both clients."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import botocore.session
 import pytest
-from botocore.stub import Stubber
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,22 +16,16 @@ import ecr_layers
 from ecr_layers._manifest import Platform
 from ecr_layers.testing import LocalECR, tar_layer
 
-from .imaging import FAST, REPO, sha256
-
-if TYPE_CHECKING:
-    from types_boto3_ecr.client import ECRClient
-
+from .imaging import FAST, REPO, Synchronous, image_answer, serve_images, sha256
 
 # -- get_image ------------------------------------------------------------------------
 
 
-def test_a_tag_naming_one_manifest_is_one_request(
-    ecr: LocalECR, client: ecr_layers.LayerClient
-) -> None:
+def test_a_tag_naming_one_manifest_is_one_request(ecr: LocalECR, either: Synchronous) -> None:
     layers = [tar_layer({"etc/os-release": b"ID=demo\n"}), tar_layer({"app/main.py": b"print()"})]
     seeded = ecr.push_layers_image(REPO, "v1", layers)
     ecr.stats.reset()
-    image = client.get_image(REPO, "v1")
+    image = either.get_image(REPO, "v1")
     assert ecr.stats.count("BatchGetImage") == 1
     assert ecr.stats.count() == 1
     assert image.digest == seeded.digest == sha256(image.manifest_bytes)
@@ -45,7 +36,7 @@ def test_a_tag_naming_one_manifest_is_one_request(
     assert image.total_size == image.config.size + sum(len(layer.data) for layer in layers)
     assert (image.platform, image.index_digest, image.reference) == (None, None, "v1")
     # The same image by its digest.
-    assert client.get_image(REPO, image.digest) == attrs_evolve(image, reference=image.digest)
+    assert either.get_image(REPO, image.digest) == attrs_evolve(image, reference=image.digest)
 
 
 def attrs_evolve(image: ecr_layers.Image, **changes: Any) -> ecr_layers.Image:
@@ -56,13 +47,13 @@ def attrs_evolve(image: ecr_layers.Image, **changes: Any) -> ecr_layers.Image:
 
 @pytest.mark.parametrize("kind", ["oci", "docker"])
 def test_an_index_resolves_to_the_platform_asked_for(
-    ecr: LocalECR, client: ecr_layers.LayerClient, kind: Literal["oci", "docker"]
+    ecr: LocalECR, either: Synchronous, kind: Literal["oci", "docker"]
 ) -> None:
     seeded = ecr.push_platform_image(
         REPO, "multi", platforms=("linux/amd64", "linux/arm64/v8"), kind=kind
     )
     ecr.stats.reset()
-    image = client.get_image(REPO, "multi", platform="linux/arm64")
+    image = either.get_image(REPO, "multi", platform="linux/arm64")
     assert ecr.stats.count("BatchGetImage") == 2
     arm = seeded.manifests["linux/arm64/v8"]
     assert (image.digest, image.platform, image.index_digest) == (
@@ -75,22 +66,22 @@ def test_an_index_resolves_to_the_platform_asked_for(
     # The default is this machine's platform, normalised (x86_64 -> amd64).
     here = str(Platform.this_machine())
     if here in seeded.manifests:
-        assert client.get_image(REPO, "multi").digest == seeded.manifests[here].digest
+        assert either.get_image(REPO, "multi").digest == seeded.manifests[here].digest
 
 
 def test_attestations_are_never_chosen_and_platform_not_found_lists_the_offer(
-    ecr: LocalECR, client: ecr_layers.LayerClient
+    ecr: LocalECR, either: Synchronous
 ) -> None:
     seeded = ecr.push_platform_image(REPO, "multi", platforms=("linux/amd64", "linux/arm/v7"))
     assert seeded.attestation_digest is not None
     for wanted in ("unknown/unknown", "linux/s390x", "windows/amd64"):
         with pytest.raises(ecr_layers.PlatformNotFound) as caught:
-            client.get_image(REPO, "multi", platform=wanted)
+            either.get_image(REPO, "multi", platform=wanted)
         assert caught.value.platforms == ("linux/amd64", "linux/arm/v7")
         assert "linux/arm/v7" in str(caught.value)
         assert (caught.value.repository_name, caught.value.reference) == (REPO, "multi")
     # "linux/arm" means v7, as docker reads it.
-    assert client.get_image(REPO, "multi", platform="linux/arm").platform == "linux/arm/v7"
+    assert either.get_image(REPO, "multi", platform="linux/arm").platform == "linux/arm/v7"
 
 
 @given(
@@ -132,15 +123,15 @@ BAD_REFERENCES = [
 
 @pytest.mark.parametrize("reference", BAD_REFERENCES)
 def test_bad_references_are_refused_before_any_request(
-    ecr: LocalECR, client: ecr_layers.LayerClient, reference: Any
+    ecr: LocalECR, either: Synchronous, reference: Any
 ) -> None:
     ecr.stats.reset()
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.get_image(REPO, reference)
+        either.get_image(REPO, reference)
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.get_image("Bad_Repo", "v1")
+        either.get_image("Bad_Repo", "v1")
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.get_image(REPO, "v1", platform="linux")
+        either.get_image(REPO, "v1", platform="linux")
     assert ecr.stats.count() == 0
 
 
@@ -161,16 +152,16 @@ def test_tags_are_checked_by_the_documented_rules(reference: str) -> None:
     assert params["imageIds"] == [{("imageDigest" if by_digest else "imageTag"): reference}]
 
 
-def test_unknown_image_and_repository(ecr: LocalECR, client: ecr_layers.LayerClient) -> None:
+def test_unknown_image_and_repository(ecr: LocalECR, either: Synchronous) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     with pytest.raises(ecr_layers.ImageNotFound) as caught:
-        client.get_image(REPO, "nope")
+        either.get_image(REPO, "nope")
     assert caught.value.reference == "nope"
     assert caught.value.code == "ImageNotFound"
     with pytest.raises(ecr_layers.ImageNotFound):
-        client.get_image(REPO, "sha256:" + "0" * 64)
+        either.get_image(REPO, "sha256:" + "0" * 64)
     with pytest.raises(ecr_layers.RepositoryNotFound):
-        client.get_image("team/none", "v1")
+        either.get_image("team/none", "v1")
 
 
 FAILURE_CODES = sorted(
@@ -180,7 +171,7 @@ FAILURE_CODES = sorted(
 
 @pytest.mark.parametrize("code", FAILURE_CODES)
 def test_every_failure_code_is_its_own_typed_error_and_transient_ones_are_retried(
-    ecr: LocalECR, client: ecr_layers.LayerClient, code: str
+    ecr: LocalECR, either: Synchronous, code: str
 ) -> None:
     from ecr_layers._mapping import BY_FAILURE_CODE
 
@@ -189,7 +180,7 @@ def test_every_failure_code_is_its_own_typed_error_and_transient_ones_are_retrie
     ecr.faults.fail_next_images(code, times=10)
     ecr.stats.reset()
     with pytest.raises(cls) as caught:
-        client.get_image(REPO, "v1")
+        either.get_image(REPO, "v1")
     assert type(caught.value) is cls
     assert caught.value.code == code
     assert caught.value.reference == "v1" or cls is ecr_layers.InvalidParameter
@@ -198,11 +189,11 @@ def test_every_failure_code_is_its_own_typed_error_and_transient_ones_are_retrie
     assert caught.value.attempts == expected
 
 
-def test_transient_failure_codes_recover(ecr: LocalECR, client: ecr_layers.LayerClient) -> None:
+def test_transient_failure_codes_recover(ecr: LocalECR, either: Synchronous) -> None:
     seeded = ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     ecr.faults.fail_next_images("UpstreamUnavailable", times=2)
     ecr.stats.reset()
-    assert client.get_image(REPO, "v1").digest == seeded.digest
+    assert either.get_image(REPO, "v1").digest == seeded.digest
     assert ecr.stats.count("BatchGetImage") == 3
 
 
@@ -217,7 +208,7 @@ def test_transient_failure_codes_recover(ecr: LocalECR, client: ecr_layers.Layer
 )
 def test_batch_get_image_exceptions_are_typed(
     ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     code: str,
     cls: type[ecr_layers.ECRError],
     retried: bool,
@@ -226,29 +217,13 @@ def test_batch_get_image_exceptions_are_typed(
     ecr.faults.fail_next("BatchGetImage", 10, code=code, status=500 if retried else 400)
     ecr.stats.reset()
     with pytest.raises(cls) as caught:
-        client.get_image(REPO, "v1")
+        either.get_image(REPO, "v1")
     assert caught.value.code == code
     assert caught.value.image == ecr_layers.ImageRef(REPO, "v1")
     assert ecr.stats.count("BatchGetImage") == (FAST.attempts if retried else 1)
 
 
-# -- anomalies the service should never send, through botocore's Stubber ---------------
-
-
-@pytest.fixture
-def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
-    ecr: ECRClient = botocore.session.get_session().create_client(  # type: ignore[assignment]
-        "ecr", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
-    )
-    with Stubber(ecr) as stubber:
-        yield ecr_layers.LayerClient(ecr, retry_policy=ecr_layers.RetryPolicy(attempts=1)), stubber
-
-
-def answer(stubber: Stubber, text: str, digest: str, media_type: str | None = None) -> None:
-    image: dict[str, Any] = {"imageId": {"imageDigest": digest}, "imageManifest": text}
-    if media_type is not None:
-        image["imageManifestMediaType"] = media_type
-    stubber.add_response("batch_get_image", {"images": [image], "failures": []})
+# -- anomalies the service should never send, sent over HTTP ----------------------------
 
 
 MANIFEST = json.dumps(
@@ -266,43 +241,37 @@ MANIFEST = json.dumps(
 
 
 def test_manifest_bytes_must_hash_to_the_digest_served_and_asked_for(
-    stubbed: tuple[ecr_layers.LayerClient, Stubber],
+    ecr: LocalECR, either: Synchronous
 ) -> None:
-    client, stubber = stubbed
-    answer(stubber, MANIFEST, "sha256:" + "0" * 64)
+    serve_images(ecr, image_answer(MANIFEST, "sha256:" + "0" * 64))
     with pytest.raises(ecr_layers.DigestMismatch) as caught:
-        client.get_image(REPO, "v1")
+        either.get_image(REPO, "v1")
     assert caught.value.actual == sha256(MANIFEST.encode())
     # A digest reference answered with another (well-formed) image.
-    answer(stubber, MANIFEST, sha256(MANIFEST.encode()))
+    serve_images(ecr, image_answer(MANIFEST))
     with pytest.raises(ecr_layers.DigestMismatch):
-        client.get_image(REPO, "sha256:" + "1" * 64)
-    answer(stubber, MANIFEST, sha256(MANIFEST.encode()))
-    assert client.get_image(REPO, sha256(MANIFEST.encode())).layers == ()
+        either.get_image(REPO, "sha256:" + "1" * 64)
+    assert ecr.stats.count("BatchGetImage") == 2  # neither retried
+    serve_images(ecr, image_answer(MANIFEST))
+    assert either.get_image(REPO, sha256(MANIFEST.encode())).layers == ()
 
 
-def test_schema_1_and_unknown_media_types_are_refused(
-    stubbed: tuple[ecr_layers.LayerClient, Stubber],
-) -> None:
-    client, stubber = stubbed
+def test_schema_1_and_unknown_media_types_are_refused(ecr: LocalECR, either: Synchronous) -> None:
     schema1 = json.dumps({"schemaVersion": 1, "name": "x", "fsLayers": []})
-    answer(stubber, schema1, sha256(schema1.encode()))
+    serve_images(ecr, image_answer(schema1))
     with pytest.raises(ecr_layers.UnsupportedMediaType):
-        client.get_image(REPO, "v1")
-    answer(stubber, MANIFEST, sha256(MANIFEST.encode()), "application/x-something")
+        either.get_image(REPO, "v1")
+    serve_images(ecr, image_answer(MANIFEST, media_type="application/x-something"))
     with pytest.raises(ecr_layers.UnsupportedMediaType) as caught:
-        client.get_image(REPO, "v1")
+        either.get_image(REPO, "v1")
     assert caught.value.media_type == "application/x-something"
 
 
-def test_manifests_over_the_cap_are_refused(
-    stubbed: tuple[ecr_layers.LayerClient, Stubber],
-) -> None:
-    client, stubber = stubbed
+def test_manifests_over_the_cap_are_refused(ecr: LocalECR, either: Synchronous) -> None:
     big = MANIFEST[:-1] + ', "annotations": {"x": "' + "a" * (4 * 1024 * 1024) + '"}}'
-    answer(stubber, big, sha256(big.encode()))
+    serve_images(ecr, image_answer(big))
     with pytest.raises(ecr_layers.BlobTooLarge) as caught:
-        client.get_image(REPO, "v1")
+        either.get_image(REPO, "v1")
     assert caught.value.limit == 4 * 1024 * 1024
 
 
@@ -322,46 +291,46 @@ def test_the_manifest_parser_raises_only_typed_errors(data: bytes) -> None:
 
 
 def test_the_config_is_verified_and_names_the_uncompressed_layers(
-    ecr: LocalECR, client: ecr_layers.LayerClient
+    ecr: LocalECR, either: Synchronous
 ) -> None:
     layers = [tar_layer({"a.txt": b"alpha"}), tar_layer({"b.txt": b"beta"})]
     ecr.push_layers_image(REPO, "v1", layers, platform="linux/arm64/v8")
-    image = client.get_image(REPO, "v1")
+    image = either.get_image(REPO, "v1")
     ecr.stats.reset()
-    config = client.get_config(image)
+    config = either.get_config(image)
     assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in layers]
     assert (config["os"], config["architecture"]) == ("linux", "arm64")
     assert ecr.stats.count("GetDownloadUrlForLayer") == 1
     assert ecr.stats.blob_count(image.config.digest) == 1
     # By repository and reference: the manifest first, then the config.
-    assert client.get_config(REPO, "v1") == config
+    assert either.get_config(REPO, "v1") == config
 
 
 def test_a_config_over_the_cap_is_refused_before_reading_past_it(
-    ecr: LocalECR, client: ecr_layers.LayerClient
+    ecr: LocalECR, either: Synchronous
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
-    image = client.get_image(REPO, "v1")
+    image = either.get_image(REPO, "v1")
     ecr.stats.reset()
     with pytest.raises(ecr_layers.BlobTooLarge) as caught:
-        client.get_config(image, max_bytes=image.config.size - 1)
+        either.get_config(image, max_bytes=image.config.size - 1)
     assert ecr.stats.count() == 0  # the manifest said so: nothing was asked
     assert caught.value.limit == image.config.size - 1
     for bad in (0, -1, True, 1.5, "8"):
         with pytest.raises(ecr_layers.InvalidParameter):
-            client.get_config(image, max_bytes=bad)  # type: ignore[arg-type]
+            either.get_config(image, max_bytes=bad)
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.get_config(REPO)
+        either.get_config(REPO)
 
 
 def test_a_config_whose_size_lies_is_not_read_past_the_cap(
-    ecr: LocalECR, client: ecr_layers.LayerClient
+    ecr: LocalECR, either: Synchronous
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
-    image = client.get_image(REPO, "v1")
+    image = either.get_image(REPO, "v1")
     small = attrs_evolve(image, config=attrs_evolve_descriptor(image.config, size=10))
     with pytest.raises(ecr_layers.BlobTooLarge):
-        client.get_config(small, max_bytes=20)
+        either.get_config(small, max_bytes=20)
 
 
 def attrs_evolve_descriptor(
@@ -372,33 +341,32 @@ def attrs_evolve_descriptor(
     return attrs.evolve(descriptor, **changes)
 
 
-def test_a_corrupt_config_is_a_digest_mismatch(
-    ecr: LocalECR, client: ecr_layers.LayerClient
-) -> None:
+def test_a_corrupt_config_is_a_digest_mismatch(ecr: LocalECR, either: Synchronous) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
-    image = client.get_image(REPO, "v1")
+    image = either.get_image(REPO, "v1")
     ecr.faults.corrupt_next_blobs()
     with pytest.raises(ecr_layers.DigestMismatch):
-        client.get_config(image)
+        either.get_config(image)
 
 
 # -- open_layer -----------------------------------------------------------------------
 
 
-def names_in(stream: io.BufferedReader) -> list[str]:
+def names_in(stream: Any) -> list[str]:
+    """The names in a gzipped tar read from *stream* (either kind's, as `Synchronous`)."""
     with tarfile.open(fileobj=stream, mode="r|gz") as tar:
         return [member.name for member in tar]
 
 
-def test_a_layer_streams_into_tarfile(ecr: LocalECR, client: ecr_layers.LayerClient) -> None:
+def test_a_layer_streams_into_tarfile(ecr: LocalECR, either: Synchronous) -> None:
     layer = tar_layer({"etc/hosts": b"127.0.0.1 localhost\n", "bin/tool": b"\x7fELF" * 1000})
     ecr.push_layers_image(REPO, "v1", [layer])
-    with client.open_layer(REPO, layer.digest) as stream:
+    with either.open_layer(REPO, layer.digest) as stream:
         assert names_in(stream) == sorted(layer.files)
 
 
 def test_a_cut_stream_resumes_with_range_and_an_expired_url_is_renewed(
-    ecr: LocalECR, client: ecr_layers.LayerClient
+    ecr: LocalECR, either: Synchronous
 ) -> None:
     from ecr_layers.testing import random_layer
 
@@ -406,25 +374,25 @@ def test_a_cut_stream_resumes_with_range_and_an_expired_url_is_renewed(
     ecr.push_layers_image(REPO, "v1", [layer])
     ecr.faults.truncate_next_blobs(1, after=1024 * 1024)
     ecr.stats.reset()
-    with client.open_layer(REPO, layer.digest) as stream:
+    with either.open_layer(REPO, layer.digest) as stream:
         assert stream.read() == layer.data
     assert ecr.stats.blob_count(layer.digest) == 2
     assert ecr.stats.count("GetDownloadUrlForLayer") == 1
     # A URL that expires between the lookup and the first read is renewed once.
     ecr.faults.expire_next_urls(1)
     ecr.stats.reset()
-    with client.open_layer(REPO, layer.digest) as stream:
+    with either.open_layer(REPO, layer.digest) as stream:
         assert hashlib.sha256(stream.read()).hexdigest() == layer.digest.split(":")[1]
     assert ecr.stats.count("GetDownloadUrlForLayer") == 2
 
 
 def test_the_read_that_reaches_the_end_of_a_corrupt_layer_raises(
-    ecr: LocalECR, client: ecr_layers.LayerClient
+    ecr: LocalECR, either: Synchronous
 ) -> None:
     layer = tar_layer({"a.txt": b"a" * 5000})
     ecr.push_layers_image(REPO, "v1", [layer])
     ecr.faults.corrupt_next_blobs()
-    with client.open_layer(REPO, layer.digest) as stream:
+    with either.open_layer(REPO, layer.digest) as stream:
 
         def read_all() -> None:
             while stream.read(1000):
@@ -442,6 +410,7 @@ def test_the_read_that_reaches_the_end_of_a_corrupt_layer_raises(
 def test_closing_early_releases_the_connection(
     ecr: LocalECR, client: ecr_layers.LayerClient
 ) -> None:
+    # The synchronous reader's internals: sync only.
     from ecr_layers.testing import random_layer
 
     layer = random_layer(2 * 1024 * 1024, seed=2)
@@ -459,13 +428,22 @@ def test_closing_early_releases_the_connection(
 
 
 def test_open_layer_checks_its_inputs_and_looks_up_at_once(
-    ecr: LocalECR, client: ecr_layers.LayerClient
+    ecr: LocalECR, either: Synchronous
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     ecr.stats.reset()
     for digest in (None, 42, "notadigest", "sha256:abc"):
         with pytest.raises((ecr_layers.InvalidParameter, ecr_layers.UnsupportedDigest)):
-            client.open_layer(REPO, digest)  # type: ignore[arg-type]
+            either.open_layer(REPO, digest)
     assert ecr.stats.count() == 0
     with pytest.raises(ecr_layers.LayersNotFound):
-        client.open_layer(REPO, "sha256:" + "0" * 64)
+        either.open_layer(REPO, "sha256:" + "0" * 64)
+
+
+def test_a_stream_is_bounded_by_its_descriptor(ecr: LocalECR, either: Synchronous) -> None:
+    layer = tar_layer({"a.txt": b"a" * 10_000})
+    ecr.push_layers_image(REPO, "v1", [layer])
+    media_type = either.get_image(REPO, "v1").layers[0].media_type
+    small = ecr_layers.Descriptor(media_type, layer.digest, len(layer.data) - 1)
+    with pytest.raises(ecr_layers.BlobTooLarge), either.open_layer(REPO, small) as stream:
+        stream.read()

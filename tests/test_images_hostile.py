@@ -6,30 +6,22 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import botocore.session
 import pytest
-from botocore.stub import Stubber
 
 import ecr_layers
 from ecr_layers import _transfer
 from ecr_layers.testing import LocalECR, tar_layer
 
 from . import hostile
-from .imaging import FAST, REPO, sha256
-from .test_bounds import point_at
-
-if TYPE_CHECKING:
-    from types_boto3_ecr.client import ECRClient
-
+from .imaging import FAST, REPO, Synchronous, image_answer, serve_images, sha256
 
 # -- open_layer on hostile hosts ------------------------------------------------------
 
 
 def test_a_stream_cut_for_being_too_slow_resumes_on_a_new_connection(
-    client: ecr_layers.LayerClient, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_transfer, "MIN_RATE_WINDOW", 0.3)
     first = hostile.trickle(0.05)
@@ -48,14 +40,14 @@ def test_a_stream_cut_for_being_too_slow_resumes_on_a_new_connection(
             conn.sendall(head.encode() + body)
 
     with hostile.serving(slow_then_fine) as host:
-        point_at(monkeypatch, host)
-        with client.open_layer(REPO, host.digest) as stream:
+        hostile.point_at(monkeypatch, host)
+        with either.open_layer(REPO, host.digest) as stream:
             assert stream.read() == host.data
         assert host.requests == 2
 
 
 def test_a_host_that_ignores_range_and_then_resets_gives_a_typed_error(
-    client: ecr_layers.LayerClient, monkeypatch: pytest.MonkeyPatch
+    either: Synchronous, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cut = hostile.reset_after(600_000)
     short = hostile.reset_after(1000)
@@ -64,55 +56,77 @@ def test_a_host_that_ignores_range_and_then_resets_gives_a_typed_error(
         (cut if host.requests == 1 else short)(conn, data, host)
 
     with hostile.serving(behave) as host:
-        point_at(monkeypatch, host)
+        hostile.point_at(monkeypatch, host)
         with (
             pytest.raises(ecr_layers.EndpointUnreachable) as caught,
-            client.open_layer(REPO, host.digest) as stream,
+            either.open_layer(REPO, host.digest) as stream,
         ):
             stream.read()
         assert host.requests <= FAST.attempts + 1
     assert caught.value.layer_digest == host.digest
 
 
-# -- hostile BatchGetImage answers ----------------------------------------------------
+# -- hostile BatchGetImage answers, sent over HTTP ---------------------------------------
 
 
-@pytest.fixture
-def stubbed() -> Iterator[tuple[ecr_layers.LayerClient, Stubber]]:
-    ecr: ECRClient = botocore.session.get_session().create_client(  # type: ignore[assignment]
-        "ecr", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
-    )
-    with Stubber(ecr) as stubber:
-        yield ecr_layers.LayerClient(ecr, retry_policy=ecr_layers.RetryPolicy(attempts=1)), stubber
-
-
-def test_deeply_nested_json_is_an_invalid_response(
-    stubbed: tuple[ecr_layers.LayerClient, Stubber],
-) -> None:
-    client, stubber = stubbed
+def test_deeply_nested_json_is_an_invalid_response(ecr: LocalECR, either: Synchronous) -> None:
     deep = '{"schemaVersion": 2, "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
-    image = {"imageId": {"imageDigest": sha256(deep.encode())}, "imageManifest": deep}
-    stubber.add_response("batch_get_image", {"images": [image], "failures": []})
+    serve_images(ecr, image_answer(deep))
     with pytest.raises(ecr_layers.InvalidResponse):
-        client.get_image(REPO, "v1")
+        either.get_image(REPO, "v1")
 
 
 def test_malformed_answers_are_invalid_responses(
-    stubbed: tuple[ecr_layers.LayerClient, Stubber], monkeypatch: pytest.MonkeyPatch
+    ecr: LocalECR, either: Synchronous, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, _ = stubbed
-    # Shapes botocore's Stubber would refuse to send: patched in as the answer itself.
+    from ecr_layers import _images
+
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    real_answer = _images.answer
+    # Shapes botocore's parser would not let through (see the test after): put in place
+    # of what it parsed, where both clients hand the response over.
     for body in ({"failures": ["x"]}, {"images": ["abc"]}, {"images": [{"imageId": "x"}]}):
-        monkeypatch.setattr(client.ecr, "batch_get_image", lambda body=body, **_: body)
+        monkeypatch.setattr(
+            _images, "answer", lambda _, request, body=body: real_answer(body, request)
+        )
         with pytest.raises(ecr_layers.InvalidResponse):
-            client.get_image(REPO, "v1")
+            either.get_image(REPO, "v1")
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        [],
+        [image_answer("{}"), image_answer("{}")],
+        [{"imageId": {"imageDigest": sha256(b"{}")}}],
+        [{"imageId": {"imageDigest": 5}, "imageManifest": 7}],
+    ],
+    ids=["none", "two", "no-manifest", "numbers"],
+)
+def test_malformed_answers_over_http_are_invalid_responses(
+    ecr: LocalECR, either: Synchronous, images: list[dict[str, Any]]
+) -> None:
+    serve_images(ecr, *images)
+    with pytest.raises(ecr_layers.InvalidResponse):
+        either.get_image(REPO, "v1")
+    assert ecr.stats.count("BatchGetImage") == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"failures": ["x"]}, {"images": ["abc"]}, {"images": [{"imageId": "x"}]}],
+    ids=["failure", "image", "image-id"],
+)
+def test_answers_botocore_cannot_parse_are_invalid_responses(
+    ecr: LocalECR, either: Synchronous, body: dict[str, Any]
+) -> None:
+    ecr.faults.fail_next("BatchGetImage", status=200, body=json.dumps(body).encode())
+    with pytest.raises(ecr_layers.InvalidResponse):
+        either.get_image(REPO, "v1")
 
 
 @pytest.mark.parametrize("size", [10**30, -1, True, 1.5])
-def test_impossible_sizes_are_refused(
-    stubbed: tuple[ecr_layers.LayerClient, Stubber], size: object
-) -> None:
-    client, stubber = stubbed
+def test_impossible_sizes_are_refused(ecr: LocalECR, either: Synchronous, size: object) -> None:
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -121,16 +135,14 @@ def test_impossible_sizes_are_refused(
             "layers": [],
         }
     )
-    image = {"imageId": {"imageDigest": sha256(manifest.encode())}, "imageManifest": manifest}
-    stubber.add_response("batch_get_image", {"images": [image], "failures": []})
+    serve_images(ecr, image_answer(manifest))
     with pytest.raises(ecr_layers.InvalidResponse):
-        client.get_image(REPO, "v1")
+        either.get_image(REPO, "v1")
 
 
 def test_a_platform_name_with_control_characters_is_never_offered(
-    stubbed: tuple[ecr_layers.LayerClient, Stubber],
+    ecr: LocalECR, either: Synchronous
 ) -> None:
-    client, stubber = stubbed
     index = json.dumps(
         {
             "schemaVersion": 2,
@@ -151,10 +163,9 @@ def test_a_platform_name_with_control_characters_is_never_offered(
             ],
         }
     )
-    image = {"imageId": {"imageDigest": sha256(index.encode())}, "imageManifest": index}
-    stubber.add_response("batch_get_image", {"images": [image], "failures": []})
+    serve_images(ecr, image_answer(index))
     with pytest.raises(ecr_layers.PlatformNotFound) as caught:
-        client.get_image(REPO, "v1", platform="linux/amd64")
+        either.get_image(REPO, "v1", platform="linux/amd64")
     assert caught.value.platforms == ()
     assert "\x1b" not in str(caught.value)
 
@@ -167,27 +178,22 @@ def test_a_platform_name_with_control_characters_is_never_offered(
 )
 def test_a_manifest_that_lies_about_a_blobs_size_is_refused(
     ecr: LocalECR,
-    client: ecr_layers.LayerClient,
+    either: Synchronous,
     tmp_path: pathlib.Path,
-    monkeypatch: pytest.MonkeyPatch,
     case: tuple[int, type[ecr_layers.ECRError]],
 ) -> None:
-    from ecr_layers._images import _Served
-
     change, error = case
     layer = tar_layer({"a.txt": b"a" * 100})
     ecr.push_layers_image(REPO, "v1", [layer])
-    image = client.get_image(REPO, "v1")
+    image = either.get_image(REPO, "v1")
     document = json.loads(image.manifest_bytes)
     document["layers"][0]["size"] += change
-    lying = json.dumps(document).encode()
-    # Served as if ECR stored it so: the digest of the lying bytes, which verify.
-    served = _Served(lying, image.media_type, sha256(lying))
-    monkeypatch.setattr(ecr_layers._images, "_batch_get", lambda *_args: served)
+    # Served as if ECR stored it so: under the digest of the lying bytes, which verify.
+    serve_images(ecr, image_answer(json.dumps(document), media_type=image.media_type))
     # Smaller than the body: refused before reading past the size; larger: refused once
     # the whole (verified) body shows the manifest wrong.
     with pytest.raises(error) as caught:
-        client.pull_image(REPO, "v1", tmp_path / "layout")
+        either.pull_image(REPO, "v1", tmp_path / "layout")
     assert "bytes" in caught.value.message
     assert not (tmp_path / "layout" / "index.json").exists()
     blobs = tmp_path / "layout" / "blobs" / "sha256"
@@ -195,7 +201,7 @@ def test_a_manifest_that_lies_about_a_blobs_size_is_refused(
 
 
 def test_an_index_json_that_is_not_a_regular_file_is_refused_at_once(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     fifo_layout = tmp_path / "fifo"
@@ -211,13 +217,13 @@ def test_an_index_json_that_is_not_a_regular_file_is_refused_at_once(
     for layout in (fifo_layout, link_layout, deep_layout):
         started = time.monotonic()
         with pytest.raises(ecr_layers.DestinationError):
-            client.pull_image(REPO, "v1", layout)
+            either.pull_image(REPO, "v1", layout)
         assert time.monotonic() - started < 5
     assert ecr.stats.count() == 0
 
 
 def test_links_inside_the_layout_are_refused(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     elsewhere = tmp_path / "elsewhere"
@@ -229,7 +235,7 @@ def test_links_inside_the_layout_are_refused(
         layout.mkdir()
         (layout / inside).symlink_to(elsewhere)
         with pytest.raises(ecr_layers.DestinationError):
-            client.pull_image(REPO, "v1", layout)
+            either.pull_image(REPO, "v1", layout)
     assert bait.read_text() == "mine"
     assert sorted(p.name for p in elsewhere.iterdir()) == [bait.name]
     # A planted lock-file link is not followed either.
@@ -237,5 +243,5 @@ def test_links_inside_the_layout_are_refused(
     layout.mkdir()
     (layout / ".ecr-layers.lock").symlink_to(elsewhere / "created")
     with pytest.raises(ecr_layers.DestinationError):
-        client.pull_image(REPO, "v1", layout)
+        either.pull_image(REPO, "v1", layout)
     assert not (elsewhere / "created").exists()

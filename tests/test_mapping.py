@@ -237,3 +237,31 @@ def test_every_transport_failure_of_the_download_path_has_a_class() -> None:
         "https://h/k",
     )
     assert isinstance(refused, ecr_layers.EndpointUnreachable)
+
+
+def test_only_a_slip_of_botocores_parser_is_an_invalid_response() -> None:
+    from botocore import parsers
+
+    from ecr_layers._mapping import from_botocore
+
+    layer = ecr_layers.LayerRef("team/app", "sha256:" + "a" * 64)
+    parser = parsers.create_parser("json")
+    shape = (
+        botocore.session.get_session()
+        .get_service_model("ecr")
+        .operation_model("BatchGetImage")
+        .output_shape
+    )
+    assert shape is not None
+    try:  # a string where the model says a structure, as a hostile service may send
+        parser.parse({"body": b'{"images": ["abc"]}', "headers": {}, "status_code": 200}, shape)
+    except AttributeError as exc:
+        slip: Exception = exc
+    mapped = from_botocore(slip, layer)
+    assert isinstance(mapped, ecr_layers.InvalidResponse)
+    assert mapped.layer == layer
+    try:  # the same kind of error from anywhere else is a bug to show, not a bad answer
+        "abc".get  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        ours: Exception = exc
+    assert from_botocore(ours, layer) is None

@@ -15,7 +15,7 @@ import pytest
 import ecr_layers
 from ecr_layers.testing import LocalECR, random_layer, tar_layer
 
-from .imaging import REPO
+from .imaging import REPO, Synchronous
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -78,14 +78,14 @@ def check_layout(layout: pathlib.Path) -> dict[str, Any]:
 
 
 def test_a_pull_writes_a_layout_skopeo_reads(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     layers = [tar_layer({"etc/os-release": b"ID=demo\n"}), random_layer(6 * 1024 * 1024, seed=3)]
     ecr.push_layers_image(REPO, "v1", layers)
     ecr.stats.reset()
     seen: list[tuple[int, int | None]] = []
     layout = tmp_path / "layout"
-    image = client.pull_image(REPO, "v1", layout, progress=lambda d, t: seen.append((d, t)))
+    image = either.pull_image(REPO, "v1", layout, progress=lambda d, t: seen.append((d, t)))
     # One BatchGetImage, one batch of lookups (config + layers), one GET per blob.
     assert ecr.stats.count("BatchGetImage") == 1
     assert ecr.stats.count("GetDownloadUrlForLayer") == 3
@@ -103,19 +103,19 @@ def test_a_pull_writes_a_layout_skopeo_reads(
 
 
 def test_a_second_pull_fetches_nothing_and_a_shared_layer_is_fetched_once(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     base, one, two = (tar_layer({f"{n}.txt": n.encode() * 100}) for n in ("base", "one", "two"))
     ecr.push_layers_image(REPO, "v1", [base, one])
     ecr.push_layers_image(REPO, "v2", [base, two])
     layout = tmp_path / "layout"
-    first = client.pull_image(REPO, "v1", layout)
+    first = either.pull_image(REPO, "v1", layout)
     ecr.stats.reset()
-    assert client.pull_image(REPO, "v1", layout) == first
+    assert either.pull_image(REPO, "v1", layout) == first
     assert ecr.stats.blob_count() == 0
     assert ecr.stats.count("GetDownloadUrlForLayer") == 0
     assert ecr.stats.count("BatchGetImage") == 1
-    second = client.pull_image(REPO, "v2", layout)
+    second = either.pull_image(REPO, "v2", layout)
     assert ecr.stats.blob_count(base.digest) == 0
     assert ecr.stats.blob_count(two.digest) == 1
     assert ecr.stats.blob_count(second.config.digest) == 1
@@ -126,28 +126,28 @@ def test_a_second_pull_fetches_nothing_and_a_shared_layer_is_fetched_once(
 
 
 def test_a_damaged_blob_is_fetched_again(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     layer = tar_layer({"a.txt": b"a" * 1000})
     ecr.push_layers_image(REPO, "v1", [layer])
     layout = tmp_path / "layout"
-    client.pull_image(REPO, "v1", layout)
+    either.pull_image(REPO, "v1", layout)
     path = layout / "blobs/sha256" / layer.digest.split(":")[1]
     path.write_bytes(b"X" + path.read_bytes()[1:])  # same size, wrong bytes
     ecr.stats.reset()
-    client.pull_image(REPO, "v1", layout)
+    either.pull_image(REPO, "v1", layout)
     assert ecr.stats.blob_count(layer.digest) == 1
     assert path.read_bytes() == layer.data
     check_layout(layout)
 
 
 def test_an_index_reference_names_the_chosen_platforms_manifest(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     seeded = ecr.push_platform_image(REPO, "multi", platforms=("linux/amd64", "linux/arm64/v8"))
     layout = tmp_path / "layout"
     ecr.stats.reset()
-    image = client.pull_image(REPO, "multi", layout, platform="linux/arm64/v8")
+    image = either.pull_image(REPO, "multi", layout, platform="linux/arm64/v8")
     assert ecr.stats.count("BatchGetImage") == 2
     assert image.digest == seeded.manifests["linux/arm64/v8"].digest
     [entry] = check_layout(layout)["manifests"]
@@ -157,28 +157,28 @@ def test_an_index_reference_names_the_chosen_platforms_manifest(
 
 
 def test_a_failed_pull_leaves_the_index_as_it_was(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     layers = [random_layer(1024 * 1024, seed=n) for n in range(4)]
     ecr.push_layers_image(REPO, "v2", layers)
     layout = tmp_path / "layout"
-    client.pull_image(REPO, "v1", layout)
+    either.pull_image(REPO, "v1", layout)
     before = (layout / "index.json").read_bytes()
     ecr.faults.corrupt_next_blobs(1)
     with pytest.raises(ecr_layers.DigestMismatch):
-        client.pull_image(REPO, "v2", layout, max_parallel=2)
+        either.pull_image(REPO, "v2", layout, max_parallel=2)
     assert (layout / "index.json").read_bytes() == before
     check_layout(layout)  # whatever landed is whole and verified
     assert staged(layout) == []
     # And the next pull completes it.
-    image = client.pull_image(REPO, "v2", layout)
+    image = either.pull_image(REPO, "v2", layout)
     assert [e["annotations"][REF_NAME] for e in check_layout(layout)["manifests"]] == ["v1", "v2"]
     skopeo_checks(layout, "v2", image)
 
 
 def test_pull_checks_everything_before_touching_the_disk(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     ecr.stats.reset()
@@ -191,35 +191,35 @@ def test_pull_checks_everything_before_touching_the_disk(
         {"progress": 3},
     ):
         with pytest.raises(ecr_layers.InvalidParameter):
-            client.pull_image(REPO, "v1", layout, **kwargs)
+            either.pull_image(REPO, "v1", layout, **kwargs)
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.pull_image(REPO, "bad tag", layout)
+        either.pull_image(REPO, "bad tag", layout)
     with pytest.raises(ecr_layers.InvalidParameter):
-        client.pull_image(REPO, "v1", 42)  # type: ignore[arg-type]
+        either.pull_image(REPO, "v1", 42)
     assert not layout.exists()
     assert ecr.stats.count() == 0
     (tmp_path / "file").write_text("x")
     with pytest.raises(ecr_layers.DestinationError):
-        client.pull_image(REPO, "v1", tmp_path / "file")
+        either.pull_image(REPO, "v1", tmp_path / "file")
     with pytest.raises(ecr_layers.DestinationError):
-        client.pull_image(REPO, "v1", tmp_path / "missing" / "layout")
+        either.pull_image(REPO, "v1", tmp_path / "missing" / "layout")
     assert ecr.stats.count() == 0
     # Someone else's index.json is never overwritten with a guess.
     layout.mkdir()
     (layout / "index.json").write_text("not json")
     with pytest.raises(ecr_layers.DestinationError):
-        client.pull_image(REPO, "v1", layout)
+        either.pull_image(REPO, "v1", layout)
     assert (layout / "index.json").read_text() == "not json"
 
 
 def test_a_docker_manifest_list_pulls_to_a_valid_layout(
-    ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
+    ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:
     seeded = ecr.push_platform_image(
         REPO, "docker", platforms=("linux/amd64", "linux/arm64/v8"), kind="docker"
     )
     layout = tmp_path / "layout"
-    image = client.pull_image(REPO, "docker", layout, platform="linux/amd64")
+    image = either.pull_image(REPO, "docker", layout, platform="linux/amd64")
     assert image.media_type == "application/vnd.docker.distribution.manifest.v2+json"
     assert image.digest == seeded.manifests["linux/amd64"].digest
     [entry] = check_layout(layout)["manifests"]
@@ -243,6 +243,8 @@ def test_a_docker_manifest_list_pulls_to_a_valid_layout(
 def test_ctrl_c_stops_a_pull_at_once_and_leaves_the_index_alone(
     ecr: LocalECR, client: ecr_layers.LayerClient, tmp_path: pathlib.Path
 ) -> None:
+    # KeyboardInterrupt from a callback is the synchronous client's Ctrl-C; asyncio's
+    # is cancellation (test_aio).
     import time
 
     layers = [random_layer(2 * 1024 * 1024, seed=n) for n in range(4)]

@@ -261,7 +261,14 @@ async def download(  # noqa: PLR0917 (private; the public signature is keyword-o
         job.use(url)
     await job.retrying(job.url)  # unknown layers, bad credentials: before any file exists
     landing = await whole(asyncio.to_thread(Landing, plan.target, plan.layer), Landing.discard)
-    sink = await asyncio.to_thread(Sink, landing.file.fileno(), plan.algorithm, progress)
+    try:
+        sink = await whole(
+            asyncio.to_thread(Sink, landing.file.fileno(), plan.algorithm, progress),
+            lambda started: started.close(),
+        )
+    except BaseException:  # cancelled as the sink started: it is closed, the file goes too
+        await asyncio.shield(asyncio.to_thread(landing.discard))
+        raise
     try:
         with landing.os_errors():
             await _fetch(job, sink, parallel)

@@ -74,17 +74,25 @@ async def _fetch(
 
     async def fetch(blob: Descriptor) -> None:
         async with gate:
-            path = await client._download(
-                image.repository_name,
-                blob.digest,
-                layout.stage(blob.digest),
-                registry_id=image.registry_id,
-                url=urls[blob.digest],  # type: ignore[arg-type]  # check_urls raised errors
-                max_size=blob.size,
-                parallel=parallel_for(blob),
-                progress=tally.for_blob(),
-            )
-            await asyncio.to_thread(land, layout, image, blob, path)
+            staged = layout.stage(blob.digest)
+            try:
+                path = await client._download(
+                    image.repository_name,
+                    blob.digest,
+                    staged,
+                    registry_id=image.registry_id,
+                    url=urls[blob.digest],  # type: ignore[arg-type]  # check_urls raised errors
+                    max_size=blob.size,
+                    parallel=parallel_for(blob),
+                    progress=tally.for_blob(),
+                )
+                # Run to its end under a cancellation: a blob is named, or still staged.
+                await whole(asyncio.to_thread(land, layout, image, blob, path))
+            except BaseException:
+                # A cancellation can come just after the download committed to the
+                # staged name (it waits for its commit, then re-raises).
+                await asyncio.shield(asyncio.to_thread(staged.unlink, missing_ok=True))
+                raise
 
     tasks = [asyncio.ensure_future(fetch(blob)) for blob in blobs]
     try:
