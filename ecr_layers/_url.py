@@ -9,6 +9,7 @@ people (reprs, logs, error messages, the command line) goes through `redact_url`
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 # anything else that calls itself a signature, credential or token.
 _SECRET_PARAM = re.compile(r"(?i)(signature|credential|token|^policy$|^key-pair-id$|^sig$)")
 _REDACTED = "REDACTED"
-_DATE = re.compile(r"(?:^|&)X-Amz-Date=(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z(?:&|$)")
-_EXPIRES = re.compile(r"(?:^|&)X-Amz-Expires=(\d{1,10})(?:&|$)")
 
 
 def redact_url(url: str) -> str:
@@ -105,19 +104,59 @@ def _redact_pair(pair: str) -> str:
 
 def expiry_from_url(url: str) -> dt.datetime | None:
     """Return when a SigV4 pre-signed URL expires, or None if it does not say."""
-    # A regex and a hand-built datetime, not parse_qsl and strptime: this runs on
-    # every call, and strptime alone costs more than the rest of the facade.
+    # String searches, not parse_qsl (or even regexes): this runs on every call.
     query = url.partition("?")[2]
-    date = _DATE.search(query)
-    expires = _EXPIRES.search(query)
+    date = _query_value(query, "X-Amz-Date=")
+    expires = _query_value(query, "X-Amz-Expires=")
     if date is None or expires is None:
         return None  # a CDN URL (pull-through cache) may carry neither
+    return _expiry(date, expires)
+
+
+@functools.lru_cache(maxsize=64)
+def _expiry(date: str, expires: str) -> dt.datetime | None:
+    # Cached: the URLs signed in the same second share their date (and their expiry),
+    # and building the datetime is most of what this parse costs.
+    if (
+        len(date) != 16
+        or date[8] != "T"
+        or date[15] != "Z"
+        or not _digits(date[:8] + date[9:15])
+        or not 1 <= len(expires) <= 10
+        or not _digits(expires)
+    ):
+        return None
     try:
-        year, month, day, hour, minute, second = map(int, date.groups())
-        signed = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
-        return signed + dt.timedelta(seconds=int(expires[1]))
+        signed = dt.datetime(
+            int(date[:4]),
+            int(date[4:6]),
+            int(date[6:8]),
+            int(date[9:11]),
+            int(date[11:13]),
+            int(date[13:15]),
+            tzinfo=dt.UTC,
+        )
+        return signed + dt.timedelta(seconds=int(expires))
     except (ValueError, OverflowError):
         return None
+
+
+def _query_value(query: str, prefix: str) -> str | None:
+    """The value of the first ``name=value`` pair in *query* that starts with *prefix*."""
+    if query.startswith(prefix):
+        start = len(prefix)
+    else:
+        found = query.find("&" + prefix)
+        if found < 0:
+            return None
+        start = found + 1 + len(prefix)
+    end = query.find("&", start)
+    return query[start:] if end < 0 else query[start:end]
+
+
+def _digits(text: str) -> bool:
+    # isdigit alone takes other scripts' digits ("٣"), which int() would read.
+    return text.isascii() and text.isdigit()
 
 
 @attrs.frozen(repr=False)

@@ -14,6 +14,7 @@ import contextlib
 import time
 import weakref
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,7 +31,7 @@ from .._validation import Validator, rules_from_model
 if TYPE_CHECKING:
     import os
     import pathlib
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
     from types import TracebackType
 
     import aiohttp
@@ -251,10 +252,10 @@ class AsyncLayerClient:
         """One GetDownloadUrlForLayer attempt, never retried here: for callers that retry."""
         return await self._get_once(params_of(layer))
 
-    async def _get(self, params: dict[str, Any]) -> LayerUrl:
-        return await call_async(
-            lambda: self._get_once(params), self._retry_policy, budget=self.budget
-        )
+    def _get(self, params: dict[str, Any]) -> Coroutine[Any, Any, LayerUrl]:
+        # The retry engine's coroutine itself, not one around it: every frame in the
+        # chain is passed through again each time the call resumes from the network.
+        return call_async(partial(self._get_once, params), self._retry_policy, budget=self.budget)
 
     async def _get_once(self, params: dict[str, Any]) -> LayerUrl:
         ecr = self._ecr
