@@ -191,7 +191,8 @@ def from_botocore(
         return from_botocore_error(exc, layer, image)
     if isinstance(exc, _PARSER_SLIPS) and _raised_in(exc, _PARSERS):
         # botocore's parser assumes the answer has the model's shape: a string where
-        # a structure belongs ends in AttributeError, not ResponseParserError.
+        # a structure belongs ends in AttributeError, not ResponseParserError; an
+        # error code that is a list, in a TypeError where the model is looked up.
         return InvalidResponse(
             f"the service's answer does not have the model's shape ({type(exc).__name__})",
             code=InvalidResponse.default_code,
@@ -201,9 +202,15 @@ def from_botocore(
     return None
 
 
-# What botocore's response parsers raise on an answer of the wrong shape.
+# What botocore raises while reading an answer of the wrong shape, and where: its
+# parsers, and the model and error factory that the parsed error code is looked up in.
 _PARSER_SLIPS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
-_PARSERS = ("botocore.parsers", "aiobotocore.parsers")
+_PARSERS = (
+    "botocore.parsers",
+    "aiobotocore.parsers",
+    "botocore.model",
+    "botocore.errorfactory",
+)
 
 
 def _raised_in(exc: BaseException, modules: tuple[str, ...]) -> bool:

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,16 +114,33 @@ def test_malformed_answers_over_http_are_invalid_responses(
 
 
 @pytest.mark.parametrize(
-    "body",
-    [{"failures": ["x"]}, {"images": ["abc"]}, {"images": [{"imageId": "x"}]}],
-    ids=["failure", "image", "image-id"],
+    ("status", "body", "error"),
+    [
+        (200, {"failures": ["x"]}, ecr_layers.InvalidResponse),
+        (200, {"images": ["abc"]}, ecr_layers.InvalidResponse),
+        (200, {"images": [{"imageId": "x"}]}, ecr_layers.InvalidResponse),
+        (400, {"__type": ["x"]}, ecr_layers.InvalidResponse),  # an error code that is a list
+        (400, {"a": 1}, ecr_layers.UnknownError),  # an error with no code at all
+    ],
+    ids=["failure", "image", "image-id", "error-code-list", "error-without-code"],
 )
-def test_answers_botocore_cannot_parse_are_invalid_responses(
-    ecr: LocalECR, either: Synchronous, body: dict[str, Any]
+def test_answers_botocore_cannot_parse_are_typed_errors(
+    ecr: LocalECR, either: Synchronous, status: int, body: dict[str, Any], error: type[Exception]
 ) -> None:
-    ecr.faults.fail_next("BatchGetImage", status=200, body=json.dumps(body).encode())
-    with pytest.raises(ecr_layers.InvalidResponse):
-        either.get_image(REPO, "v1")
+    [digest] = ecr.push_image(REPO, [b"layer"])
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("BatchGetImage", lambda: either.get_image(REPO, "v1")),
+        ("GetDownloadUrlForLayer", lambda: either.get_layer_url(REPO, digest)),
+    ]
+    for operation, call in calls:
+        ecr.faults.fail_next(operation, status=status, body=json.dumps(body).encode())
+        with pytest.raises(ecr_layers.ECRError) as caught:
+            call()
+        if status == 200 and operation == "GetDownloadUrlForLayer":
+            # Parsed as an answer without a downloadUrl: the facade's own check.
+            assert isinstance(caught.value, ecr_layers.InvalidResponse)
+        else:
+            assert type(caught.value) is error
 
 
 @pytest.mark.parametrize("size", [10**30, -1, True, 1.5])
