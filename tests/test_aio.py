@@ -320,6 +320,37 @@ def cancel_on(ecr: LocalECR, entered: threading.Event, work: Awaitable[Any]) -> 
         gc.collect()
 
 
+def test_a_cancellation_is_a_cancellation_even_with_the_disk_full(
+    ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills, then the task is cancelled while chunks are held: the caller sees
+    the CancelledError it asked for (asyncio.timeout and TaskGroup rely on it), and the
+    temporary file is gone."""
+    import errno
+
+    from ecr_layers import _transfer
+
+    def disk_full(self: object, view: memoryview) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_transfer.Sink, "_write", disk_full)
+    [digest] = ecr.push_image(REPO, [os.urandom(8 * 1024 * 1024)])
+    ecr.faults.bandwidth = 3 * 1024 * 1024  # bytes/s: about 2 MiB in by the cancellation
+
+    async def main() -> None:
+        async with async_client(ecr) as client:
+            task = asyncio.ensure_future(client.download_layer(REPO, digest, tmp_path, parallel=1))
+            await asyncio.sleep(0.6)  # past the first hand-over, whose write fails
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    for name, value in ecr.env().items():
+        monkeypatch.setenv(name, value)
+    asyncio.run(main())
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_download_cancelled_as_its_file_opens_leaves_nothing(
     ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,7 @@ from .._exceptions import (
     ECRError,
     EndpointUnreachable,
     LayerRef,
+    TransientError,
 )
 from .._host import (
     CONNECT_TIMEOUT,
@@ -351,18 +352,21 @@ async def _stream(job: AsyncJob, sink: Sink, end: int | None, forward: Forward) 
         held = 0
         try:
             while chunk := await _next_chunk(job, response, url):
+                job.check_size(sink.done + held + len(chunk))  # before it goes anywhere
                 pace.check(len(chunk))
                 pieces.append(chunk)
                 held += len(chunk)
-                job.check_size(sink.done + held)
                 if held >= _transfer.BUFFER_SIZE:
-                    await give(sink, pieces, held)
-                    pieces, held = [], 0
-        finally:
-            # Whatever arrived counts, even if the body was then cut: the next attempt
-            # resumes after it.
+                    batch, size, pieces, held = pieces, held, [], 0
+                    await give(sink, batch, size)
+        except TransientError:
+            # What arrived before the body was cut counts: the next attempt resumes after
+            # it.  Not on a cancellation or a final error, which throw the file away.
             if pieces:
                 await give(sink, pieces, held)
+            raise
+        if pieces:
+            await give(sink, pieces, held)
         expected = end if end is not None and response.status == 206 else total
         if expected is not None and sink.done < min(expected, total or expected):
             raise EndpointUnreachable("the download body ended early", layer=job.layer)
