@@ -110,6 +110,8 @@ def expiry_from_url(url: str) -> dt.datetime | None:
     expires = _query_value(query, "X-Amz-Expires=")
     if date is None or expires is None:
         return None  # a CDN URL (pull-through cache) may carry neither
+    if len(date) != 16 or not 1 <= len(expires) <= 10:
+        return None  # and a hostile answer's megabytes are never a cache key
     return _expiry(date, expires)
 
 
@@ -117,14 +119,7 @@ def expiry_from_url(url: str) -> dt.datetime | None:
 def _expiry(date: str, expires: str) -> dt.datetime | None:
     # Cached: the URLs signed in the same second share their date (and their expiry),
     # and building the datetime is most of what this parse costs.
-    if (
-        len(date) != 16
-        or date[8] != "T"
-        or date[15] != "Z"
-        or not _digits(date[:8] + date[9:15])
-        or not 1 <= len(expires) <= 10
-        or not _digits(expires)
-    ):
+    if date[8] != "T" or date[15] != "Z" or not _digits(date[:8] + date[9:15] + expires):
         return None
     try:
         signed = dt.datetime(

@@ -164,8 +164,9 @@ def test_content_range_parsing_raises_only_a_server_error_with_context(
 
 
 def _expiry_by_regex(url: str) -> dt.datetime | None:
-    # The earlier implementation, kept as an oracle for ASCII input (its \d also took
-    # other scripts' digits, which no signer writes).
+    # The earlier implementation, kept as an oracle for ASCII input where each parameter
+    # appears once, as a signer writes them (its \d also took other scripts' digits, and
+    # of a repeated parameter it took the first well-formed one, not the first).
     query = url.partition("?")[2]
     date = re.search(r"(?:^|&)X-Amz-Date=(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z(?:&|$)", query)
     expires = re.search(r"(?:^|&)X-Amz-Expires=(\d{1,10})(?:&|$)", query)
