@@ -36,6 +36,9 @@ REF_NAME = "org.opencontainers.image.ref.name"
 #: Where blobs are written and verified before they get their name under blobs/.
 STAGING = ".ecr-layers-staging"
 _LOCK = ".ecr-layers.lock"
+# Held shared by every pull while it uses the staging directory, and taken exclusively
+# by the one that removes it: no pull removes it under another.
+_STAGING_LOCK = ".ecr-layers-staging.lock"
 #: index.json is read whole; one entry per reference keeps real ones far below this.
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 # A staged blob's name ends in its pid, as do the temporary files of its download.
@@ -48,6 +51,8 @@ class Layout:
 
     root: pathlib.Path
     image: ImageRef
+    # The staging lock's descriptor while this pull uses staging (until `tidy`).
+    _using: int | None = attrs.field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, destination: object, image: ImageRef) -> Layout:
@@ -63,24 +68,30 @@ class Layout:
                 "destination must be a non-empty str path without NUL", parameter="destination"
             )
         layout = cls(pathlib.Path(raw), image)
-        with layout.os_errors(layout.root):
-            if layout.root.exists() and not layout.root.is_dir():
-                raise OSError(errnos.ENOTDIR, "not a directory")
-            layout.root.mkdir(exist_ok=True)
-            if not os.access(layout.root, os.W_OK | os.X_OK):
-                raise OSError(errnos.EACCES, "not writable")
-            layout._read_index(layout.root / "index.json")  # refused now, not after the pull
-            for inside in (layout.staging, layout.root / "blobs"):
-                # Links out of the layout are refused: staging's cleanup would delete files
-                # elsewhere, and blobs would land outside it.
-                if inside.is_symlink():
-                    raise OSError(errnos.ELOOP, "a symbolic link inside the layout", str(inside))
-            layout.staging.mkdir(exist_ok=True)
-            layout.clean_staging()
-            marker = layout.root / "oci-layout"
-            if not marker.exists():
-                data = json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
-                layout.land_file(marker, data, layout.ref(""))
+        try:
+            with layout.os_errors(layout.root):
+                if layout.root.exists() and not layout.root.is_dir():
+                    raise OSError(errnos.ENOTDIR, "not a directory")
+                layout.root.mkdir(exist_ok=True)
+                if not os.access(layout.root, os.W_OK | os.X_OK):
+                    raise OSError(errnos.EACCES, "not writable")
+                layout._read_index(layout.root / "index.json")  # refused now, not later
+                for inside in (layout.staging, layout.root / "blobs"):
+                    # Links out of the layout are refused: staging's cleanup would delete
+                    # files elsewhere, and blobs would land outside it.
+                    if inside.is_symlink():
+                        raise OSError(
+                            errnos.ELOOP, "a symbolic link inside the layout", str(inside)
+                        )
+                layout._use_staging()
+                layout.clean_staging()
+                marker = layout.root / "oci-layout"
+                if not marker.exists():
+                    data = json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
+                    layout.land_file(marker, data, layout.ref(""))
+        except BaseException:
+            layout.tidy()
+            raise
         return layout
 
     @property
@@ -172,11 +183,33 @@ class Layout:
             landing.discard()
             raise
 
+    def _use_staging(self) -> None:
+        """Take the staging lock shared, then make sure the directory is there."""
+        # O_NOFOLLOW: a planted link must not make the pull create a file elsewhere.
+        fd = os.open(self.root / _STAGING_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another pull removes it
+            self.staging.mkdir(exist_ok=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._using = fd
+
     def tidy(self) -> None:
-        """Remove the staging directory if no pull is using it (the lock file stays: it is
-        what concurrent pulls lock, and removing it would let two of them race)."""
-        with contextlib.suppress(OSError):
-            self.staging.rmdir()
+        """Stop using staging, and remove the directory if it is empty and no other pull
+        is using it.  The lock files stay: removing one would let two pulls race."""
+        fd, self._using = self._using, None
+        if fd is None:
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return  # another pull holds it shared: staging is theirs too
+            with contextlib.suppress(OSError):
+                self.staging.rmdir()
+        finally:
+            os.close(fd)  # and with it the lock
 
     def record(self, image: Image) -> None:
         """Name *image* in ``index.json`` by its reference, atomically, replacing an older entry."""

@@ -257,9 +257,10 @@ def test_links_inside_the_layout_are_refused(
     assert bait.read_text() == "mine"
     assert sorted(p.name for p in elsewhere.iterdir()) == [bait.name]
     # A planted lock-file link is not followed either.
-    layout = tmp_path / "layout-lock"
-    layout.mkdir()
-    (layout / ".ecr-layers.lock").symlink_to(elsewhere / "created")
-    with pytest.raises(ecr_layers.DestinationError):
-        either.pull_image(REPO, "v1", layout)
-    assert not (elsewhere / "created").exists()
+    for lock in (".ecr-layers.lock", ".ecr-layers-staging.lock"):
+        layout = tmp_path / f"layout{lock}"
+        layout.mkdir()
+        (layout / lock).symlink_to(elsewhere / "created")
+        with pytest.raises(ecr_layers.DestinationError):
+            either.pull_image(REPO, "v1", layout)
+        assert not (elsewhere / "created").exists()

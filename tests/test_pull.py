@@ -267,3 +267,53 @@ def test_ctrl_c_stops_a_pull_at_once_and_leaves_the_index_alone(
     assert not list((layout / "blobs").rglob("*")) or all(
         p.is_dir() or p.name != layers[0].digest for p in (layout / "blobs").rglob("*")
     )
+
+
+def test_a_pull_leaving_never_removes_staging_under_another(tmp_path: pathlib.Path) -> None:
+    from ecr_layers._layout import Layout
+
+    ref = ecr_layers.ImageRef(REPO, "v1")
+    first, second = Layout.open(tmp_path, ref), Layout.open(tmp_path, ref)
+    first.tidy()  # the other pull is still using staging
+    assert second.staging.is_dir()
+    staged_blob = second.stage("sha256:" + "a" * 64)
+    staged_blob.write_bytes(b"still mine")
+    second.tidy()  # not empty: kept
+    assert staged_blob.read_bytes() == b"still mine"
+    staged_blob.unlink()
+    third = Layout.open(tmp_path, ref)
+    third.tidy()  # the last one out, with staging empty
+    assert not third.staging.exists()
+    third.tidy()  # and a second tidy is harmless
+
+
+def test_concurrent_async_pulls_one_cancelled_share_a_layout(
+    ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import random
+
+    from ecr_layers.aio import AsyncLayerClient
+
+    ecr.push_layers_image(REPO, "v1", [random_layer(512 * 1024, seed=n) for n in range(3)])
+    ecr.faults.bandwidth = 30 * 1024 * 1024
+    for name, value in ecr.env().items():
+        monkeypatch.setenv(name, value)
+    chance = random.Random(7)
+
+    async def main() -> list[BaseException | ecr_layers.Image]:
+        outcomes: list[BaseException | ecr_layers.Image] = []
+        async with AsyncLayerClient() as client:
+            for n in range(10):
+                layout = tmp_path / f"layout-{n}"
+                pulls = [asyncio.ensure_future(client.pull_image(REPO, "v1", layout)) for _ in "ab"]
+                await asyncio.sleep(chance.uniform(0, 0.03))
+                pulls[0].cancel()
+                outcomes += await asyncio.gather(*pulls, return_exceptions=True)
+                assert staged(layout) == []
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    # The pull that was not cancelled always lands; the cancelled one only ever ends so.
+    assert all(isinstance(o, ecr_layers.Image) for o in outcomes[1::2]), outcomes
+    assert all(isinstance(o, ecr_layers.Image | asyncio.CancelledError) for o in outcomes[::2])

@@ -30,16 +30,20 @@ async def pull(
     progress: Progress | None,
 ) -> Image:
     """Pull an image into an OCI layout; see `AsyncLayerClient.pull_image`."""
-    plan = await asyncio.to_thread(
-        prepare,
-        client._validator,
-        repository_name,
-        reference,
-        destination,
-        registry_id=registry_id,
-        platform=platform,
-        max_parallel=max_parallel,
-        progress=progress,
+    plan = await whole(
+        asyncio.to_thread(
+            prepare,
+            client._validator,
+            repository_name,
+            reference,
+            destination,
+            registry_id=registry_id,
+            platform=platform,
+            max_parallel=max_parallel,
+            progress=progress,
+        ),
+        # Cancelled meanwhile: the layout it opened is given up again.
+        lambda opened: opened.layout.tidy(),
     )
     layout, ref = plan.layout, plan.image
     try:
