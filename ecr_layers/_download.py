@@ -175,8 +175,10 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
     # Unknown layers, bad credentials and bad URLs: found before any file exists.
     job.retrying(job.url)
     landing = Landing(target, layer)
-    sink = Sink(landing.file.fileno(), algorithm, progress)
+    sink: Sink | None = None
     try:
+        # Inside the try: a Ctrl-C as its threads start must not leave the file behind.
+        sink = Sink(landing.file.fileno(), algorithm, progress)
         with landing.os_errors():  # a write that failed on the sink's thread: ENOSPC, EIO
             _fetch(job, sink, parallel)
             actual = f"{algorithm}:{sink.hexdigest()}"
@@ -187,7 +189,8 @@ def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
         landing.discard()
         raise
     finally:
-        sink.close()
+        if sink is not None:
+            sink.close()
 
 
 def _fetch(job: Job, sink: Sink, parallel: int | None) -> None:

@@ -349,6 +349,23 @@ def test_plain_http_is_refused_unless_loopback_or_allowed() -> None:
         assert "s3cr3t" not in str(info.value)
 
 
+def test_ctrl_c_as_the_sink_starts_leaves_no_file(
+    local_ecr: LocalECR,
+    layer: tuple[bytes, str],
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ecr_layers import _download
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_download, "Sink", interrupted)
+    with pytest.raises(KeyboardInterrupt), local_ecr.client(retry_policy=FAST) as client:
+        client.download_layer("team/app", layer[1], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_download_leaves_nothing_and_the_next_one_cleans_up(
     local_ecr: LocalECR, tmp_path: pathlib.Path
 ) -> None:
