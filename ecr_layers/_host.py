@@ -207,7 +207,12 @@ class Job:
     def retrying(self, attempt: Callable[[], T], progress: MadeProgress | None = None) -> T:
         """Run *attempt* under the download's policy, budget and deadline."""
         return call(
-            attempt, self.policy, budget=self.budget, progress=progress, deadline=self.deadline
+            attempt,
+            self.policy,
+            budget=self.budget,
+            progress=progress,
+            deadline=self.deadline,
+            stop=self.cancelled,
         )
 
     def open(self, start: int, end: int | None) -> tuple[urllib3.BaseHTTPResponse, str]:

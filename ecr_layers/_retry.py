@@ -282,13 +282,16 @@ def call(
     budget: RetryBudget | None = None,
     progress: MadeProgress | None = None,
     deadline: float | None = None,
+    stop: threading.Event | None = None,
 ) -> T:
     """Return ``attempt()``, retrying `TransientError` as *policy* says.
 
     *progress*, for downloads, tells whether a failed try moved the transfer forward:
     such a try does not count against ``policy.attempts``.  *deadline* (a
     `time.monotonic` value) defaults to ``policy.timeout`` from now.  Whatever
-    escapes is an `ECRError` whose ``attempts`` says how many tries were made.
+    escapes is an `ECRError` whose ``attempts`` says how many tries were made; or,
+    once *stop* is set (a Ctrl-C or a failed sibling download), `KeyboardInterrupt`
+    from the wait between tries, which ends at once rather than when it was due.
     """
     deadline = _deadline(policy, deadline)
     try:
@@ -301,7 +304,10 @@ def call(
     run = _second_try(first, policy, budget, deadline, progress)
     import tenacity  # Deferred: a process that never retries never imports it.
 
-    machine = tenacity.Retrying(**run.tenacity_options())
+    options = run.tenacity_options()
+    if stop is not None:
+        options["sleep"] = _sleep_unless(stop)
+    machine = tenacity.Retrying(**options)
     try:
         for try_ in machine:
             with try_:
@@ -353,6 +359,18 @@ async def call_async(
         run.finished(exc, machine.statistics)
         raise
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+def _sleep_unless(stop: threading.Event) -> Callable[[float], None]:
+    """A wait between tries that ends, by `KeyboardInterrupt`, as soon as *stop* is set:
+    a process exits only once its worker threads have, and one waiting out a backoff
+    would hold a Ctrl-C for seconds."""
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise KeyboardInterrupt
+
+    return sleep
 
 
 def _deadline(policy: RetryPolicy, deadline: float | None) -> float | None:

@@ -238,3 +238,25 @@ def test_set_testing_puts_the_previous_setting_back_as_a_context_manager() -> No
             assert not ecr_layers.is_testing()
         assert ecr_layers.is_testing()
     assert not ecr_layers.is_testing()
+
+
+def test_a_stopped_download_does_not_wait_out_its_backoff() -> None:
+    import threading
+
+    from ecr_layers._retry import call
+
+    stop = threading.Event()
+    tries = 0
+
+    def attempt() -> None:
+        nonlocal tries
+        tries += 1
+        raise ecr_layers.EndpointUnreachable("cut", layer=ecr_layers.LayerRef("a/b", "x:y"))
+
+    slow = ecr_layers.RetryPolicy(attempts=5, wait_initial=5, wait_max=5, wait_jitter=0)
+    threading.Timer(0.2, stop.set).start()  # a Ctrl-C, or a sibling that failed for good
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        call(attempt, slow, stop=stop)
+    assert time.monotonic() - started < 2.5  # not the 5 s backoff
+    assert tries == 1
