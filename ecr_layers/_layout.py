@@ -185,10 +185,9 @@ class Layout:
 
     def _use_staging(self) -> None:
         """Take the staging lock shared, then make sure the directory is there."""
-        # O_NOFOLLOW: a planted link must not make the pull create a file elsewhere.
-        fd = os.open(self.root / _STAGING_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        # Waits only while another pull holds it exclusively, to remove the directory.
+        fd = _flocked(self.root / _STAGING_LOCK, fcntl.LOCK_SH)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another pull removes it
             self.staging.mkdir(exist_ok=True)
         except BaseException:
             os.close(fd)
@@ -259,13 +258,23 @@ class Layout:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        # O_NOFOLLOW: a planted link must not make the pull create a file elsewhere.
-        fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = _flocked(self.root / _LOCK, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+
+def _flocked(path: pathlib.Path, how: int) -> int:
+    """Open the lock file *path* (creating it) and ``flock`` it *how*; return its fd."""
+    # O_NOFOLLOW: a planted link must not make the pull create a file elsewhere.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, how)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _read_regular(path: pathlib.Path, limit: int) -> bytes | None:
