@@ -1,6 +1,7 @@
 """
-Building botocore ECR clients with retries left to ecr-layers, and reading how many
-tries a client someone else built makes by itself.
+Building botocore ECR clients with retries left to ecr-layers, reading how many
+tries a client someone else built makes by itself, and `mapped_errors`, the one way
+every API call (either client's) turns what botocore raises into our typed errors.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import attrs
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from ._exceptions import ConfigurationError, ECRError
+from ._exceptions import ConfigurationError, ECRError, ImageRef
 from ._retry import DOWNLOAD_POLICY, RetryPolicy
 from ._url import check_endpoint_url
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     import boto3
     import botocore.session
     from types_boto3_ecr.client import ECRClient
@@ -35,6 +38,41 @@ BOTOCORE_CONFIG = Config(
     read_timeout=20,
     max_pool_connections=32,
 )
+
+
+class mapped_errors:
+    """Around one botocore (or aiobotocore) call: what botocore raises becomes the typed
+    error for it, ``from`` it; anything else passes through untouched.
+
+    *params* (a GetDownloadUrlForLayer request's) or *image* say what the call was
+    about.  A class, not a generator: it is on every call's path, and the error map
+    is imported only when something failed.
+    """
+
+    __slots__ = ("_image", "_params")
+
+    def __init__(self, params: dict[str, Any] | None = None, image: ImageRef | None = None):
+        self._params = params
+        self._image = image
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not isinstance(exc, Exception):
+            return
+        from . import _mapping
+        from ._lookups import context
+
+        layer = context(self._params) if self._params is not None else None
+        mapped = _mapping.from_botocore(exc, layer, self._image)
+        if mapped is not None:
+            raise mapped from exc
 
 
 def botocore_attempts(client: Any) -> int:

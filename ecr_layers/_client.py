@@ -1,9 +1,11 @@
 """
-`LayerClient`: validated inputs, typed errors, one retry layer, verified downloads.
+`LayerClient`: validated inputs, typed errors, one retry layer, verified downloads,
+and images (each method a thin front on its core: `_images`, `_stream`, `_pull`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import threading
@@ -14,10 +16,9 @@ import attrs
 from botocore.config import Config
 
 from . import _retry
-from ._botocore import check_arguments, make_client, policies
+from ._botocore import check_arguments, make_client, mapped_errors, policies
 from ._exceptions import ConfigurationError, ECRError, LayerRef
-from ._image_client import ImageMethods
-from ._lookups import batch, context, kept, layer_url, params_of
+from ._lookups import batch, kept, layer_url, params_of
 from ._retry import RetryBudget, RetryPolicy
 from ._url import LayerUrl, redact_url
 from ._validation import Validator, rules_from_model
@@ -28,11 +29,15 @@ if TYPE_CHECKING:
     import urllib3
     from types_boto3_ecr.client import ECRClient
 
-    from ._host import Crew
+    from ._host import Crew, Downloads
+    from ._manifest import Descriptor, Image
+
+#: The default cap on a config blob read into memory.
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 
 @attrs.define(init=False, repr=False)
-class LayerClient(ImageMethods):
+class LayerClient:
     """Gets layers' download URLs with validated inputs, typed errors and one retry layer.
 
     Make one and keep it for the life of the application: it holds a botocore
@@ -228,40 +233,10 @@ class LayerClient(ImageMethods):
         None).  Only https URLs are followed, or http to a loopback host, unless
         *allow_http*.
         """
-        return self._download(
-            repository_name,
-            layer_digest,
-            destination,
-            registry_id=registry_id,
-            progress=progress,
-            parallel=parallel,
-            verify=verify,
-            allow_http=allow_http,
-        )
+        from ._download import DownloadRequest, download
 
-    def _download(
-        self,
-        repository_name: object,
-        layer_digest: object,
-        destination: object,
-        *,
-        registry_id: object,
-        progress: Callable[[int, int | None], None] | None,
-        parallel: int | None,
-        verify: object = True,
-        allow_http: object = False,
-        url: LayerUrl | None = None,
-        crew: Crew | None = None,
-        max_size: int | None = None,
-    ) -> pathlib.Path:
-        from . import _download
-
-        return _download.download(
-            self,
-            self._http(),
+        request = DownloadRequest.build(
             self._validator,
-            self._download_retry_policy,
-            self.budget,
             repository_name,
             layer_digest,
             destination,
@@ -270,19 +245,21 @@ class LayerClient(ImageMethods):
             parallel=parallel,
             verify=verify,
             allow_http=allow_http,
-            url=url,
-            crew=crew,
-            max_size=max_size,
         )
+        return download(self._downloads(), request)
+
+    def _downloads(self, crew: Crew | None = None) -> Downloads:
+        from ._host import Downloads
+
+        return Downloads(self, self._http(), self._download_retry_policy, self.budget, crew)
 
     def _http(self) -> urllib3.PoolManager:
         self._check_open()
         with self._pool_lock:
             if self._pool is None:
-                import urllib3
+                from ._host import new_pool
 
-                # urllib3's own retries off, as botocore's are: one retry layer.
-                self._pool = urllib3.PoolManager(maxsize=16, retries=False)
+                self._pool = new_pool()
             return self._pool
 
     def _check_open(self) -> None:
@@ -291,15 +268,158 @@ class LayerClient(ImageMethods):
 
     def _get_once(self, params: dict[str, Any]) -> LayerUrl:
         self._check_open()
-        try:
+        with mapped_errors(params):
             response = self._ecr.get_download_url_for_layer(**params)
-        except Exception as exc:
-            # Imported on the first failure: the error map is not on a successful
-            # call's path, and importing it costs cold start time.
-            from . import _mapping
-
-            mapped = _mapping.from_botocore(exc, context(params))
-            if mapped is None:
-                raise
-            raise mapped from exc
         return layer_url(response, params)
+
+    # -- images ----------------------------------------------------------------------
+
+    def get_image(
+        self,
+        repository_name: str,
+        reference: str,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+    ) -> Image:
+        """Return the image manifest a tag or digest names, verified, as an `Image`.
+
+        One ``BatchGetImage`` (two through an index or manifest list, which is
+        resolved to the manifest for *platform*, ``"os/arch[/variant]"``, by default
+        this machine's, as docker picks it; attestations are never chosen).  The
+        manifest's bytes must hash to the digest the service reports, and to
+        *reference* when it is a digest (`DigestMismatch`); they are capped at 4 MiB
+        (`BlobTooLarge`).  Errors: `InvalidParameter` before any request;
+        `ImageNotFound`, `PlatformNotFound`, `UnsupportedMediaType` (schema 1) and
+        a typed error for each of BatchGetImage's failure codes.
+        """
+        from . import _images
+
+        self._check_open()
+        return _images.get_image(
+            self._ecr,
+            self._validator,
+            lambda attempt: _retry.call(attempt, self._retry_policy, budget=self.budget),
+            repository_name,
+            reference,
+            registry_id=registry_id,
+            platform=platform,
+        )
+
+    def get_config(
+        self,
+        image: Image | str,
+        reference: str | None = None,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_bytes: int = MAX_CONFIG_BYTES,
+    ) -> dict[str, Any]:
+        """Return an image's config (its JSON object), read into memory and verified.
+
+        *image* is an `Image`, or a repository name with *reference* (and then
+        *registry_id* and *platform* as for `get_image`).  A config over *max_bytes*
+        is refused with `BlobTooLarge` before reading past the cap (before any request
+        when the manifest already says so).
+        """
+        from . import _images
+
+        limit, given = _images.config_request(image, reference, registry_id, platform, max_bytes)
+        found = given or self.get_image(
+            image,  # type: ignore[arg-type]
+            reference,  # type: ignore[arg-type]
+            registry_id=registry_id,
+            platform=platform,
+        )
+        from ._stream import read_blob
+
+        data = read_blob(self._downloads(), _images.config_blob(found, limit), limit)
+        return _images.parse_config(data, found)
+
+    def open_layer(
+        self,
+        repository_name: str,
+        layer_digest: str | Descriptor,
+        *,
+        registry_id: str | None = None,
+    ) -> io.BufferedReader:
+        """Open a layer (or any blob of an image) for reading, straight from its URL.
+
+        Use it as a context manager; nothing is written to disk.  A cut connection
+        resumes with ``Range`` and an expired URL is renewed, within the
+        `download_retry_policy` (its ``timeout`` runs from the open).  The bytes are
+        hashed as they are read, and the read that reaches the end raises
+        `DigestMismatch` when they are wrong, so a consumer never sees a clean end
+        of a corrupt layer.  The check needs that end: a consumer that stops early
+        (``tarfile`` stops at the archive's end marker) must read the rest,
+        ``stream.read()``, to have the whole layer verified.  Closing early releases
+        the connection, unverified.  The URL is looked up here, so `LayersNotFound`
+        and kin are raised by this call.  *layer_digest* may be a `Descriptor` from an
+        `Image`, whose ``size`` then bounds what is read (`BlobTooLarge` beyond it).
+        """
+        from ._images import blob_request
+        from ._stream import STREAM_BUFFER, open_blob
+
+        layer, limit = blob_request(self._validator, repository_name, layer_digest, registry_id)
+        return io.BufferedReader(open_blob(self._downloads(), layer, limit), STREAM_BUFFER)
+
+    def pull_image(
+        self,
+        repository_name: str,
+        reference: str,
+        destination: str | os.PathLike[str],
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_parallel: int = 4,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Image:
+        """Pull an image into an OCI image layout at *destination*; return the `Image`.
+
+        The layout (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``) is created
+        if missing, and several images accumulate in it, each named in ``index.json``
+        by its reference (``org.opencontainers.image.ref.name``).  Every blob is
+        verified before it gets its content-addressed name, and blobs already there
+        are checked, not fetched again.  Up to *max_parallel* (1 to 16) blobs download
+        at once, on this client's connection pool.  ``index.json`` is replaced last,
+        atomically: a pull that fails or is killed leaves it as it was.  *progress*
+        is called with (bytes done, total bytes) for the whole image.
+        """
+        from . import _pull
+
+        return _pull.pull(
+            _PullClient(self),
+            repository_name,
+            reference,
+            destination,
+            registry_id=registry_id,
+            platform=platform,
+            max_parallel=max_parallel,
+            progress=progress,
+        )
+
+
+@attrs.frozen
+class _PullClient:
+    """`_pull.Client` on a `LayerClient`: what a pull may use of it, and no more."""
+
+    _client: LayerClient
+
+    @property
+    def validator(self) -> Validator:
+        return self._client._validator
+
+    def get_image(
+        self, repository_name: str, reference: str, *, registry_id: str | None, platform: str | None
+    ) -> Image:
+        return self._client.get_image(
+            repository_name, reference, registry_id=registry_id, platform=platform
+        )
+
+    def get_layer_urls(
+        self, repository_name: str, layer_digests: list[str], *, registry_id: str | None
+    ) -> dict[str, LayerUrl | ECRError]:
+        return self._client.get_layer_urls(repository_name, layer_digests, registry_id=registry_id)
+
+    def downloads(self, crew: Crew) -> Downloads:
+        return self._client._downloads(crew)

@@ -11,9 +11,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._client import LayerClient
+from ._client import MAX_CONFIG_BYTES, LayerClient
 from ._exceptions import ECRError
-from ._image_client import MAX_CONFIG_BYTES
 from ._url import LayerUrl
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 Verified layer downloads: check everything, fetch in order or by ranges, verify, land.
 
 Everything is checked before a request is sent (inputs, digest, destination).  The
-bytes are hashed and written as they arrive (`_transfer.Sink`) into a temporary file
+bytes are hashed and written as they arrive (`_sink.Sink`) into a temporary file
 that becomes the destination only once verified (`_landing.Landing`).  Faults are
 resumed, not restarted: a cut connection continues with ``Range`` from the last
 byte received, and an expired URL is renewed once for every worker that needs it
@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -28,13 +28,12 @@ from ._exceptions import (
     InvalidParameter,
     LayerRef,
 )
-from ._host import Crew, Job, Reader, URLSource, body, read
+from ._host import Downloads, Job, Reader, body, read
 from ._landing import Landing, resolve_destination
-from ._retry import RetryBudget, RetryPolicy
+from ._sink import Sink
 from ._transfer import (
     Pace,
     Progress,
-    Sink,
     check_connections,
     check_digest,
     check_progress,
@@ -44,16 +43,8 @@ from ._transfer import (
 )
 
 if TYPE_CHECKING:
-    import urllib3
-
     from ._url import LayerUrl
     from ._validation import Validator
-
-
-class Paced(Protocol):
-    """What a connection's `Pace` comes from: a download's job, whichever transport's."""
-
-    def pace(self) -> Pace: ...
 
 
 @attrs.define
@@ -74,14 +65,15 @@ class Forward:
             return True
         return False
 
-    def start(self, job: Paced) -> Pace:
+    def start(self, job: Job) -> Pace:
         self.pace = job.pace()
         return self.pace
 
 
 @attrs.frozen
-class Plan:
-    """A download, checked and ready: what to fetch, how to verify it, where it lands."""
+class DownloadRequest:
+    """A download, checked at the public edge and ready: what to fetch, how to verify
+    it, where it lands, and how."""
 
     layer: LayerRef
     #: The hash to compute (sha256 when not verifying: the bytes are hashed anyway).
@@ -89,6 +81,53 @@ class Plan:
     target: pathlib.Path
     verify: bool
     allow_http: bool
+    parallel: int | None
+    progress: Progress | None = attrs.field(repr=False)
+    #: The URL, when a batch looked it up already: it saves the first lookup.
+    url: LayerUrl | None = attrs.field(default=None, repr=False)
+    #: A manifest's size for the blob: a larger body is refused before it is read past.
+    max_size: int | None = None
+
+    @classmethod
+    def build(
+        cls,
+        validator: Validator,
+        repository_name: object,
+        layer_digest: object,
+        destination: object,
+        *,
+        registry_id: object,
+        parallel: object,
+        verify: object,
+        allow_http: object,
+        progress: object,
+        url: LayerUrl | None = None,
+        max_size: int | None = None,
+    ) -> DownloadRequest:
+        """Check everything a download needs before any request: arguments, digest,
+        destination (its directory must exist)."""
+        params = validator.params(repository_name, layer_digest, registry_id)
+        digest: str = params["layerDigest"]
+        layer = LayerRef(params["repositoryName"], digest, params.get("registryId"))
+        for name, value in (("verify", verify), ("allow_http", allow_http)):
+            if not isinstance(value, bool):
+                raise InvalidParameter(f"{name} must be a bool", parameter=name)
+        if parallel is not None:
+            check_connections(parallel, "parallel", none_too=True)
+        check_progress(progress)
+        algorithm = check_digest(digest, layer) if verify else "sha256"
+        target = resolve_destination(destination, digest, layer)
+        return cls(
+            layer,
+            algorithm,
+            target,
+            bool(verify),
+            bool(allow_http),
+            parallel,  # type: ignore[arg-type]  # checked above
+            progress,  # type: ignore[arg-type]  # checked above
+            url,
+            max_size,
+        )
 
     def check(self, actual: str) -> None:
         """Raise `DigestMismatch` if *actual* (``algorithm:hex``) is not the digest."""
@@ -102,87 +141,25 @@ class Plan:
             )
 
 
-def prepare(
-    validator: Validator,
-    repository_name: object,
-    layer_digest: object,
-    destination: object,
-    *,
-    registry_id: object,
-    parallel: object,
-    verify: object,
-    allow_http: object,
-    progress: object,
-) -> Plan:
-    """Check everything a download needs before any request: arguments, digest, destination."""
-    params = validator.params(repository_name, layer_digest, registry_id)
-    digest: str = params["layerDigest"]
-    layer = LayerRef(params["repositoryName"], digest, params.get("registryId"))
-    for name, value in (("verify", verify), ("allow_http", allow_http)):
-        if not isinstance(value, bool):
-            raise InvalidParameter(f"{name} must be a bool", parameter=name)
-    if parallel is not None:
-        check_connections(parallel, "parallel", none_too=True)
-    check_progress(progress)
-    algorithm = check_digest(digest, layer) if verify else "sha256"
-    target = resolve_destination(destination, digest, layer)
-    return Plan(layer, algorithm, target, bool(verify), bool(allow_http))
+def download(downloads: Downloads, request: DownloadRequest) -> pathlib.Path:
+    """Download a layer as *request* says, verified; see `LayerClient.download_layer`.
 
-
-def download(  # noqa: PLR0917 (private; the public signatures are keyword-only)
-    source: URLSource,
-    pool: urllib3.PoolManager,
-    validator: Validator,
-    policy: RetryPolicy,
-    budget: RetryBudget | None,
-    repository_name: object,
-    layer_digest: object,
-    destination: object,
-    *,
-    registry_id: object,
-    progress: Progress | None,
-    parallel: int | None,
-    verify: object,
-    allow_http: object,
-    url: LayerUrl | None = None,
-    crew: Crew | None = None,
-    max_size: int | None = None,
-) -> pathlib.Path:
-    """Download a layer to *destination*, verified; see `LayerClient.download_layer`.
-
-    *url*, when a batch looked it up already, saves the first lookup; a *crew* is
-    the group of downloads this one stops with; *max_size* (a manifest's size for
-    the blob) refuses a larger body before it is read past (`BlobTooLarge`).
+    The downloads' crew, if any, stops this one with the rest.
     """
-    plan = prepare(
-        validator,
-        repository_name,
-        layer_digest,
-        destination,
-        registry_id=registry_id,
-        parallel=parallel,
-        verify=verify,
-        allow_http=allow_http,
-        progress=progress,
-    )
-    layer, algorithm, target = plan.layer, plan.algorithm, plan.target
-    deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
-    job = Job(source, pool, layer, plan.allow_http, policy, budget, deadline, limit=max_size)
-    if crew is not None:
-        crew.join(job)
-    if url is not None:
-        job.use(url)
+    job = downloads.job(request.layer, allow_http=request.allow_http, limit=request.max_size)
+    if request.url is not None:
+        job.use(request.url)
     # Unknown layers, bad credentials and bad URLs: found before any file exists.
     job.retrying(job.url)
-    landing = Landing(target, layer)
+    landing = Landing(request.target, request.layer)
     sink: Sink | None = None
     try:
         # Inside the try: a Ctrl-C as its threads start must not leave the file behind.
-        sink = Sink(landing.file.fileno(), algorithm, progress)
+        sink = Sink(landing.file.fileno(), request.algorithm, request.progress)
         with landing.os_errors():  # a write that failed on the sink's thread: ENOSPC, EIO
-            _fetch(job, sink, parallel)
-            actual = f"{algorithm}:{sink.hexdigest()}"
-        plan.check(actual)
+            _fetch(job, sink, request.parallel)
+            actual = f"{request.algorithm}:{sink.hexdigest()}"
+        request.check(actual)
         return landing.commit()
     except BaseException:
         job.cancel()

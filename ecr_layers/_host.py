@@ -11,7 +11,6 @@ between reads.  Errors are `_mapping`'s.
 from __future__ import annotations
 
 import contextlib
-import copy
 import http.client
 import socket
 import threading
@@ -23,9 +22,9 @@ import attrs
 
 from . import _mapping, _transfer
 from ._exceptions import BlobTooLarge, DownloadUrlExpired, ECRError, EndpointTimeout, LayerRef
+from ._renewal import Renewal
 from ._retry import MadeProgress, RetryBudget, RetryPolicy, call
 from ._transfer import Pace
-from ._url import check_download_url
 
 if TYPE_CHECKING:
     import urllib3
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: A URL this close to its expiry is renewed before use, not after a 403.
-EXPIRY_MARGIN = 5.0
 #: Connect and per-read timeouts of a download connection, in seconds.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
@@ -70,73 +67,51 @@ def time_left(deadline: float | None, layer: LayerRef) -> float:
     return left
 
 
-def answer_error(
-    status: int, body: bytes, headers: Any, layer: LayerRef, url: LayerUrl
-) -> ECRError:
-    """The typed error for the download host's answer other than 200/206."""
-    return _mapping.from_download_answer(status, body, headers, layer, url_expired=url.expired())
+def new_pool() -> urllib3.PoolManager:
+    """A client's pool of download connections."""
+    import urllib3
 
-
-@attrs.define
-class Renewal:
-    """One download's URL and the rules for renewing it, whatever the transport.
-
-    The transport holds its own lock around `begin`, the lookup and `accept`, so that
-    one renewal serves every worker that found the URL stale.
-    """
-
-    layer: LayerRef
-    allow_http: bool
-    url: LayerUrl | None = None
-    #: Renewals begun; a worker that waited through one compares it with what it saw.
-    refreshes: int = 0
-    failure: ECRError | None = None
-    stale_on_arrival: int = 0
-
-    def current(self) -> LayerUrl | None:
-        """The URL to use now, or None if it must be renewed first."""
-        url = self.url
-        # Once two URLs in a row looked expired the moment they came, this machine's
-        # clock is ahead of the service's: URLs are then used until the host says
-        # otherwise, since renewing before every request would cost an API call per
-        # range and gain nothing.
-        if url is not None and (
-            self.stale_on_arrival >= 2 or not url.expired(margin=EXPIRY_MARGIN)
-        ):
-            return url
-        return None
-
-    def begin(self, seen: int) -> None:
-        """Start a renewal, unless the one this worker waited on (*seen*) just failed:
-        that failure is its own too, without a request of its own."""
-        if self.refreshes != seen and self.failure is not None:
-            raise copy.copy(self.failure)
-        self.refreshes += 1
-
-    def accept(self, fresh: LayerUrl) -> LayerUrl:
-        """Take a renewed URL, once it passes the URL checks."""
-        check_download_url(fresh.download_url, allow_http=self.allow_http, layer=self.layer)
-        self.url, self.failure = fresh, None
-        self.stale_on_arrival = (
-            self.stale_on_arrival + 1 if fresh.expired(margin=EXPIRY_MARGIN) else 0
-        )
-        return fresh
-
-    def use(self, url: LayerUrl) -> None:
-        """Start from *url*, looked up beforehand (in a batch), once it passes the URL checks."""
-        check_download_url(url.download_url, allow_http=self.allow_http, layer=self.layer)
-        self.url = url
-
-    def forget(self, url: LayerUrl) -> None:
-        """Drop *url* (the download host said it expired), unless already renewed."""
-        if self.url is url:
-            self.url = None
+    # urllib3's own retries off, as botocore's are: one retry layer.
+    return urllib3.PoolManager(maxsize=16, retries=False)
 
 
 class URLSource(Protocol):
     """What a download needs from the client: one lookup, never retried by itself."""
 
     def lookup_once(self, layer: LayerRef) -> LayerUrl: ...
+
+
+@attrs.frozen
+class Downloads:
+    """What a client lends its downloads: its lookup, its connection pool, its download
+    retry policy and its retry budget.  Either client's: the asyncio one's lookup goes
+    back to its event loop (`ecr_layers.aio`), so both have one retry budget."""
+
+    source: URLSource
+    pool: urllib3.PoolManager
+    policy: RetryPolicy
+    budget: RetryBudget | None
+    #: Stops every download started from here with the rest (a pull's, or an asyncio
+    #: task's being cancelled).
+    crew: Crew | None = None
+
+    def job(self, layer: LayerRef, *, allow_http: bool = False, limit: int | None = None) -> Job:
+        """A new download of *layer*: its deadline starts now."""
+        timeout = self.policy.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job = Job(
+            self.source,
+            self.pool,
+            layer,
+            allow_http,
+            self.policy,
+            self.budget,
+            deadline,
+            limit=limit,
+        )
+        if self.crew is not None:
+            self.crew.join(job)
+        return job
 
 
 @attrs.define
@@ -248,7 +223,9 @@ class Job:
             body = b""
         finally:
             response.release_conn()
-        error = answer_error(response.status, body, response.headers, self.layer, url)
+        error = _mapping.from_download_answer(
+            response.status, body, response.headers, self.layer, url_expired=url.expired()
+        )
         if isinstance(error, DownloadUrlExpired):
             self.forget(url)
         raise error
@@ -293,6 +270,11 @@ class Crew:
             jobs = list(self._jobs)
         for job in jobs:
             job.cancel()
+
+    def check(self) -> None:
+        """Stop here if the crew was cancelled: as Ctrl-C would, for the code in between."""
+        if self.cancelled.is_set():
+            raise KeyboardInterrupt
 
 
 class _OneRecv:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._botocore import mapped_errors
 from ._exceptions import (
     BlobTooLarge,
     DigestMismatch,
@@ -173,23 +174,11 @@ def _image(ref: ImageRef, served: _Served, kind: str, document: dict[str, Any]) 
 
 def _batch_get(ecr: ECRClient, request: Request) -> _Served:
     """One ``BatchGetImage`` attempt for one image; a typed error for every failure."""
-    try:
+    with mapped_errors(image=request.image):
         response = ecr.batch_get_image(
             **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
         )
-    except Exception as exc:
-        mapped = failure(exc, request)
-        if mapped is None:
-            raise
-        raise mapped from exc
     return answer(response, request)
-
-
-def failure(exc: Exception, request: Request) -> ECRError | None:
-    """The typed error for what a ``BatchGetImage`` call raised; None if not botocore's."""
-    from . import _mapping
-
-    return _mapping.from_botocore(exc, None, request.image)
 
 
 def answer(response: Any, request: Request) -> _Served:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import http.client
 import re
 import socket
-import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -327,7 +326,7 @@ def from_transport_error(exc: BaseException, layer: LayerRef, url: str) -> ECREr
     """
     scrub(exc, secrets_of(url))
     cls = next(
-        (ours for theirs, ours in _transport_classes() if isinstance(exc, theirs)), UnknownError
+        (ours for theirs, ours in BY_TRANSPORT_CLASS if isinstance(exc, theirs)), UnknownError
     )
     if cls is ConfigurationError:
         message = "the download URL cannot be used (unparseable, a bad port or scheme)"
@@ -336,20 +335,6 @@ def from_transport_error(exc: BaseException, layer: LayerRef, url: str) -> ECREr
     else:
         message = "the connection to the download host failed or was cut short"
     return cls(message, layer=layer)
-
-
-def _transport_classes() -> tuple[tuple[type[BaseException], type[ECRError]], ...]:
-    # aiohttp's failures (ecr_layers.aio's downloads) can only happen once it is
-    # imported: its classes join the table then, most specific first.
-    aiohttp = sys.modules.get("aiohttp")
-    if aiohttp is None:
-        return BY_TRANSPORT_CLASS
-    return (
-        (aiohttp.InvalidURL, ConfigurationError),
-        (aiohttp.ServerTimeoutError, EndpointTimeout),
-        (aiohttp.ClientError, EndpointUnreachable),
-        *BY_TRANSPORT_CLASS,
-    )
 
 
 def scrub(exc: BaseException, secrets: Iterable[str]) -> None:

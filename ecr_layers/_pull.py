@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -32,8 +32,10 @@ from ._transfer import (
 if TYPE_CHECKING:
     import pathlib
 
-    from ._client import LayerClient
+    from ._exceptions import ECRError
+    from ._host import Downloads
     from ._manifest import Image
+    from ._url import LayerUrl
     from ._validation import Validator
 
 
@@ -73,7 +75,7 @@ def prepare(
     return PullPlan(ref, platform, Layout.open(destination, ref), connections)
 
 
-def survey(layout: Layout, image: Image, tally: Tally) -> list[Descriptor]:
+def survey(layout: Layout, image: Image, tally: Tally, crew: Crew) -> list[Descriptor]:
     """Check the image's blobs' digests, keep what the layout has (counted as done), add
     the manifest; return the blobs to fetch, largest first."""
     blobs = [image.config, *image.layers]
@@ -81,6 +83,7 @@ def survey(layout: Layout, image: Image, tally: Tally) -> list[Descriptor]:
         _check_blob_digest(blob, image)
     missing: dict[str, Descriptor] = {}
     for digest, blob in {blob.digest: blob for blob in blobs}.items():  # listed twice: once
+        crew.check()  # hashing what is there can take a while
         if layout.has(blob):
             tally.add(blob.size)
         else:
@@ -124,8 +127,29 @@ def land(layout: Layout, image: Image, blob: Descriptor, path: pathlib.Path) -> 
     layout.adopt(path, blob.digest)
 
 
+class Client(Protocol):
+    """What a pull needs of a client: its validator, two API calls and its downloads.
+
+    `LayerClient` is one; the asyncio client lends one whose calls go back to its
+    event loop, so that a pull runs this code in a worker thread for either.
+    """
+
+    @property
+    def validator(self) -> Validator: ...
+
+    def get_image(
+        self, repository_name: str, reference: str, *, registry_id: str | None, platform: str | None
+    ) -> Image: ...
+
+    def get_layer_urls(
+        self, repository_name: str, layer_digests: list[str], *, registry_id: str | None
+    ) -> dict[str, LayerUrl | ECRError]: ...
+
+    def downloads(self, crew: Crew) -> Downloads: ...
+
+
 def pull(
-    client: LayerClient,
+    client: Client,
     repository_name: object,
     reference: object,
     destination: object,
@@ -134,10 +158,17 @@ def pull(
     platform: object,
     max_parallel: object,
     progress: Progress | None,
+    crew: Crew | None = None,
 ) -> Image:
-    """Pull an image into an OCI layout; see `LayerClient.pull_image`."""
+    """Pull an image into an OCI layout; see `LayerClient.pull_image`.
+
+    *crew*, cancelled, stops the pull: its downloads at once, its other steps between
+    blobs.  The index is then left as it was.
+    """
+    if crew is None:
+        crew = Crew()
     plan = prepare(
-        client._validator,
+        client.validator,
         repository_name,
         reference,
         destination,
@@ -152,9 +183,10 @@ def pull(
             ref.repository_name, ref.reference, registry_id=ref.registry_id, platform=plan.platform
         )
         tally = Tally(total_of(image), progress)
-        missing = survey(layout, image, tally)
+        missing = survey(layout, image, tally, crew)
         if missing:
-            _fetch(client, layout, image, missing, max_parallel=plan.connections, tally=tally)
+            _fetch(client, layout, image, missing, crew, max_parallel=plan.connections, tally=tally)
+        crew.check()
         layout.record(image)
     finally:
         layout.tidy()
@@ -174,10 +206,11 @@ def _check_blob_digest(blob: Descriptor, image: Image) -> None:
 
 
 def _fetch(
-    client: LayerClient,
+    client: Client,
     layout: Layout,
     image: Image,
     blobs: list[Descriptor],
+    crew: Crew,
     *,
     max_parallel: int,
     tally: Tally,
@@ -186,21 +219,25 @@ def _fetch(
         image.repository_name, [b.digest for b in blobs], registry_id=image.registry_id
     )
     check_urls(blobs, urls)
-    crew = Crew()
+    downloads = client.downloads(crew)
 
     def fetch(blob: Descriptor) -> None:
-        path = client._download(
+        from ._download import DownloadRequest, download
+
+        request = DownloadRequest.build(
+            client.validator,
             image.repository_name,
             blob.digest,
             layout.stage(blob.digest),
             registry_id=image.registry_id,
-            url=urls[blob.digest],  # type: ignore[arg-type]  # check_urls raised errors
-            crew=crew,
-            max_size=blob.size,  # the manifest's size bounds what the host may send
             parallel=parallel_for(blob),
+            verify=True,
+            allow_http=False,
             progress=tally.for_blob(),
+            url=urls[blob.digest],  # type: ignore[arg-type]  # check_urls raised errors
+            max_size=blob.size,  # the manifest's size bounds what the host may send
         )
-        land(layout, image, blob, path)
+        land(layout, image, blob, download(downloads, request))
 
     executor = ThreadPoolExecutor(min(max_parallel, len(blobs)), "ecr-layers-pull")
     futures: list[Future[None]] = []

@@ -20,11 +20,30 @@ from typing import TYPE_CHECKING, Any
 
 from ._download import Forward
 from ._exceptions import DigestMismatch, ECRError, EndpointUnreachable, LayerRef
-from ._host import READ_ERRORS, Job, body, check_size
-from ._transfer import Pace, parse_range
+from ._host import READ_ERRORS, Downloads, Job, body, check_size
+from ._transfer import Pace, check_digest, parse_range
 
 if TYPE_CHECKING:
     import urllib3
+
+
+#: The buffer `open_layer`'s reader puts in front of the connection.
+STREAM_BUFFER = 256 * 1024
+
+
+def open_blob(downloads: Downloads, layer: LayerRef, limit: int | None) -> LayerStream:
+    """Look up *layer*'s URL (retried, so `LayersNotFound` and kin are raised here) and
+    return it as a stream that reads no more than *limit* bytes."""
+    algorithm = check_digest(layer.layer_digest, layer)
+    job = downloads.job(layer, limit=limit)
+    job.retrying(job.url)
+    return LayerStream(job, algorithm)
+
+
+def read_blob(downloads: Downloads, layer: LayerRef, limit: int | None) -> bytes:
+    """Return a whole blob, verified, read into memory (no more than *limit* bytes)."""
+    with io.BufferedReader(open_blob(downloads, layer, limit), STREAM_BUFFER) as stream:
+        return stream.read()
 
 
 class StreamCheck:

@@ -219,22 +219,50 @@ def test_a_client_belongs_to_the_loop_that_opened_it(ecr: LocalECR) -> None:
             first.close()
 
 
+def open_connections(client: AsyncLayerClient) -> int:
+    """Connections of the client's download pool that are open or checked out."""
+    pools = client._http.pools if client._http is not None else {}
+    count = 0
+    for key in list(pools.keys()):
+        pool = pools[key]
+        assert pool.pool is not None
+        idle = list(pool.pool.queue)
+        count += sum(1 for conn in idle if conn is not None and conn.sock is not None)
+        count += pool.pool.maxsize - len(idle)  # checked out, not yet given back
+    return count
+
+
 def test_cancelling_a_download_leaves_nothing(ecr: LocalECR, tmp_path: pathlib.Path) -> None:
+    import time
+
     data = os.urandom(4 * 1024 * 1024)
     [digest] = ecr.push_image(REPO, [data])
     ecr.faults.bandwidth = 512 * 1024  # 8 s: long enough to be cancelled
 
+    moving = threading.Event()
+
+    def progress(done: int, _total: int | None) -> None:
+        if done >= 64 * 1024:
+            moving.set()
+
     async def main() -> None:
         async with async_client(ecr) as client:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await client.download_layer(REPO, digest, tmp_path)
-            assert client._session_http is not None
-            connector = client._session_http.connector
-            assert connector is not None
+            task = asyncio.ensure_future(
+                client.download_layer(REPO, digest, tmp_path, progress=progress)
+            )
+            await asyncio.to_thread(moving.wait, 10)  # mid-transfer
+            assert moving.is_set()
+            assert not task.done()
+            assert open_connections(client) == 1
+            cancelled = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # Within about a second (1.5 s promised; 3x that for a loaded machine).
+            assert time.monotonic() - cancelled < 4.5
             # No connection is left open, and none went back to the pool half-read.
-            assert sum(len(c) for c in connector._conns.values()) == 0
-            assert len(connector._acquired) == 0
+            assert open_connections(client) == 0
+            assert not client._active  # and no transfer is still running
 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in ecr.env().items():
@@ -328,19 +356,24 @@ def test_a_cancellation_is_a_cancellation_even_with_the_disk_full(
     temporary file is gone."""
     import errno
 
-    from ecr_layers import _transfer
+    from ecr_layers import _sink
+
+    wrote = threading.Event()
 
     def disk_full(self: object, view: memoryview) -> None:
+        wrote.set()
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_transfer.Sink, "_write", disk_full)
+    monkeypatch.setattr(_sink.Sink, "_write", disk_full)
     [digest] = ecr.push_image(REPO, [os.urandom(8 * 1024 * 1024)])
     ecr.faults.bandwidth = 3 * 1024 * 1024  # bytes/s: about 2 MiB in by the cancellation
 
     async def main() -> None:
         async with async_client(ecr) as client:
             task = asyncio.ensure_future(client.download_layer(REPO, digest, tmp_path, parallel=1))
-            await asyncio.sleep(0.6)  # past the first hand-over, whose write fails
+            # Past the first hand-over, whose write fails, and before the body ends.
+            await asyncio.to_thread(wrote.wait, 10)
+            assert wrote.is_set(), "the disk-full write never ran"
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -354,7 +387,7 @@ def test_a_cancellation_is_a_cancellation_even_with_the_disk_full(
 def test_a_download_cancelled_as_its_file_opens_leaves_nothing(
     ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ecr_layers.aio import _download
+    from ecr_layers import _download
 
     [digest] = ecr.push_image(REPO, [os.urandom(1000)])
     entered = slowed(monkeypatch, _download, "Sink")

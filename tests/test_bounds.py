@@ -266,10 +266,7 @@ def test_the_retry_budget_stops_retrying_when_spent(
 def test_a_blob_read_timeout_leaves_no_url_secret_in_the_chain(
     either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ecr_layers.aio import _download as aio_download
-
-    monkeypatch.setattr(_host, "READ_TIMEOUT", 0.3)
-    monkeypatch.setattr(aio_download, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(_host, "READ_TIMEOUT", 0.3)  # one engine for both clients
     query = "X-Amz-Signature=SECRETSIG0123456789&X-Amz-Credential=AKIASECRETCRED%2F2026"
     with hostile.serving(hostile.nothing) as host:
         point_at(monkeypatch, host, host.url(query))

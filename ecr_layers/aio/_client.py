@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import weakref
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from botocore.config import Config
 
-from .._botocore import check_arguments, client_config, creating, policies
+from .._botocore import check_arguments, client_config, creating, mapped_errors, policies
+from .._client import MAX_CONFIG_BYTES
 from .._exceptions import ConfigurationError, ECRError, LayerRef
-from .._image_client import MAX_CONFIG_BYTES
-from .._lookups import batch, context, kept, layer_url, params_of
+from .._lookups import batch, kept, layer_url, params_of
 from .._retry import RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
+from ._worker import Worker, run
 
 if TYPE_CHECKING:
     import os
@@ -34,16 +35,18 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from types import TracebackType
 
-    import aiohttp
+    import urllib3
     from aiobotocore.session import AioSession
     from types_aiobotocore_ecr.client import ECRClient
 
     from .._manifest import Descriptor, Image
     from ._stream import AsyncLayerStream
 
+T = TypeVar("T")
 
-#: Connections the downloads' pool keeps, as the synchronous client's urllib3 pool.
-_HTTP_CONNECTIONS = 16
+
+#: Transfers that move at once, each in a worker thread of the client's.
+_WORKERS = 16
 
 
 @attrs.define(init=False, repr=False)
@@ -70,7 +73,10 @@ class AsyncLayerClient:
     _stack: contextlib.AsyncExitStack = attrs.Factory(contextlib.AsyncExitStack)
     _opening: asyncio.Lock | None = None
     _loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
-    _session_http: aiohttp.ClientSession | None = None
+    _http: urllib3.PoolManager | None = None
+    #: The worker threads that run transfers; see `_worker`.
+    _executor: ThreadPoolExecutor | None = None
+    _active: set[Worker] = attrs.Factory(set)
     _closed: bool = False
 
     def __init__(
@@ -174,6 +180,14 @@ class AsyncLayerClient:
             # An opening in progress finishes first, so that what it opens is closed too.
             async with self._opening:
                 pass
+        for worker in list(self._active):
+            worker.closed = True
+            worker.stop()
+        if self._executor is not None:
+            # The transfers just stopped end within a read: wait, so none outlives us.
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
+        if self._http is not None:
+            self._http.clear()
         await self._stack.aclose()
 
     def _check_open(self) -> None:
@@ -262,15 +276,8 @@ class AsyncLayerClient:
         loop = self._loop() if self._loop is not None else None
         if ecr is None or self._closed or loop is not asyncio.get_running_loop():
             ecr = await self._client()  # the slow path: opening, or refusing
-        try:
+        with mapped_errors(params):
             response = await ecr.get_download_url_for_layer(**params)
-        except Exception as exc:
-            from .. import _mapping
-
-            mapped = _mapping.from_botocore(exc, context(params))
-            if mapped is None:
-                raise
-            raise mapped from exc
         return layer_url(response, params)
 
     async def download_layer(
@@ -286,56 +293,30 @@ class AsyncLayerClient:
         allow_http: bool = False,
     ) -> pathlib.Path:
         """Download a layer, verified, resumed, landed atomically; see
-        `LayerClient.download_layer` (the same checks, bounds and guarantees).
+        `LayerClient.download_layer` (the same engine, checks, bounds and guarantees:
+        it runs in one of this client's worker threads).
 
-        Cancelling the task (``task.cancel()``, ``asyncio.timeout``) stops it at once,
-        leaves no temporary file and closes its connections.  *progress* is called
-        from the event loop's thread or a worker thread: keep it quick.
+        Cancelling the task (``task.cancel()``, ``asyncio.timeout``) stops it within
+        about a second, leaves no temporary file and closes its connections.
+        *progress* is called from a worker thread: keep it quick.
         """
-        return await self._download(
-            repository_name,
-            layer_digest,
-            destination,
-            registry_id=registry_id,
-            progress=progress,
-            parallel=parallel,
-            verify=verify,
-            allow_http=allow_http,
-        )
+        from .._download import DownloadRequest, download
 
-    async def _download(
-        self,
-        repository_name: object,
-        layer_digest: object,
-        destination: object,
-        *,
-        registry_id: object,
-        progress: Callable[[int, int | None], None] | None,
-        parallel: int | None,
-        verify: object = True,
-        allow_http: object = False,
-        url: LayerUrl | None = None,
-        max_size: int | None = None,
-    ) -> pathlib.Path:
-        from ._download import download
+        def work(worker: Worker) -> pathlib.Path:
+            request = DownloadRequest.build(
+                self._validator,
+                repository_name,
+                layer_digest,
+                destination,
+                registry_id=registry_id,
+                progress=progress,
+                parallel=parallel,
+                verify=verify,
+                allow_http=allow_http,
+            )
+            return download(worker.downloads(), request)
 
-        return await download(
-            self,
-            await self._http(),
-            self._validator,
-            self._download_retry_policy,
-            self.budget,
-            repository_name,
-            layer_digest,
-            destination,
-            registry_id=registry_id,
-            progress=progress,
-            parallel=parallel,
-            verify=verify,
-            allow_http=allow_http,
-            url=url,
-            max_size=max_size,
-        )
+        return await self._transfer(work)
 
     async def pull_image(
         self,
@@ -349,19 +330,22 @@ class AsyncLayerClient:
         progress: Callable[[int, int | None], None] | None = None,
     ) -> Image:
         """Pull an image into an OCI image layout; see `LayerClient.pull_image` (the same
-        layout, checks, staging and atomic index).  Cancelling it leaves the index as it
-        was and no temporary file."""
-        from ._pull import pull
+        code, in a worker thread; its API calls come back to this loop).  Cancelling it
+        leaves the index as it was and no temporary file."""
+        from .._pull import pull
 
-        return await pull(
-            self,
-            repository_name,
-            reference,
-            destination,
-            registry_id=registry_id,
-            platform=platform,
-            max_parallel=max_parallel,
-            progress=progress,
+        return await self._transfer(
+            lambda worker: pull(
+                worker,
+                repository_name,
+                reference,
+                destination,
+                registry_id=registry_id,
+                platform=platform,
+                max_parallel=max_parallel,
+                progress=progress,
+                crew=worker.crew,
+            )
         )
 
     async def open_layer(
@@ -372,36 +356,19 @@ class AsyncLayerClient:
         registry_id: str | None = None,
     ) -> AsyncLayerStream:
         """Open a layer (or any blob) for reading straight from its URL; see
-        `LayerClient.open_layer`: the same resume, renewal, bounds and verify-at-end rule.
+        `LayerClient.open_layer`: the same stream, read in a worker thread.
 
         ``async with await client.open_layer(repo, digest) as stream:``, then
         ``await stream.read(n)``.  The URL is looked up here.
         """
         from .._images import blob_request
-
-        layer, limit = blob_request(self._validator, repository_name, layer_digest, registry_id)
-        return await self._open_blob(layer, limit)
-
-    async def _open_blob(self, layer: LayerRef, limit: int | None) -> AsyncLayerStream:
-        from .._transfer import check_digest
-        from ._download import AsyncJob
+        from .._stream import open_blob
         from ._stream import AsyncLayerStream
 
-        algorithm = check_digest(layer.layer_digest, layer)
-        policy = self._download_retry_policy
-        deadline = None if policy.timeout is None else time.monotonic() + policy.timeout
-        job = AsyncJob(
-            self.lookup_once,
-            await self._http(),
-            layer,
-            False,
-            policy,
-            self.budget,
-            deadline,
-            limit=limit,
-        )
-        await job.retrying(job.url)
-        return AsyncLayerStream(job, algorithm)
+        layer, limit = blob_request(self._validator, repository_name, layer_digest, registry_id)
+        worker = self._worker()
+        raw = await self._transfer(lambda w: open_blob(w.downloads(), layer, limit), worker)
+        return AsyncLayerStream(raw, lambda read: self._transfer(lambda _: read(), worker))
 
     async def get_config(
         self,
@@ -415,6 +382,7 @@ class AsyncLayerClient:
         """Return an image's config, read into memory and verified; see
         `LayerClient.get_config` (the same cap, refused before reading past it)."""
         from .. import _images
+        from .._stream import read_blob
 
         limit, given = _images.config_request(image, reference, registry_id, platform, max_bytes)
         found = given or await self.get_image(
@@ -423,24 +391,33 @@ class AsyncLayerClient:
             registry_id=registry_id,
             platform=platform,
         )
-        async with await self._open_blob(_images.config_blob(found, limit), limit) as stream:
-            data = await stream.read()
+        blob = _images.config_blob(found, limit)
+        data = await self._transfer(lambda worker: read_blob(worker.downloads(), blob, limit))
         return _images.parse_config(data, found)
 
-    async def _http(self) -> aiohttp.ClientSession:
-        """The downloads' connection pool: one aiohttp session, opened on first use."""
-        await self._client()  # the same loop and lifetime checks, and the order of closing
-        if self._session_http is None:
-            import aiohttp
+    def _worker(self) -> Worker:
+        return Worker(self, asyncio.get_running_loop())
 
-            session = aiohttp.ClientSession(
-                # As many connections as the synchronous client's pool; the digest is of
-                # the bytes as stored, so no decompression.
-                connector=aiohttp.TCPConnector(limit=_HTTP_CONNECTIONS),
-                auto_decompress=False,
-            )
-            self._session_http = await self._stack.enter_async_context(session)
-        return self._session_http
+    async def _transfer(self, work: Callable[[Worker], T], worker: Worker | None = None) -> T:
+        """Run *work* in a worker thread; see `_worker.run`."""
+        await self._client()  # the same loop and lifetime checks as every call
+        if self._executor is None:
+            # Bounded: at most this many transfers move at once; more wait their turn.
+            self._executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="ecr-layers-aio")
+        worker = worker or self._worker()
+        self._active.add(worker)
+        try:
+            return await run(worker, self._executor, partial(work, worker))
+        finally:
+            self._active.discard(worker)
+
+    def _pool(self) -> urllib3.PoolManager:
+        """The downloads' connection pool, as the synchronous client's; made on first use."""
+        if self._http is None:
+            from .._host import new_pool
+
+            self._http = new_pool()
+        return self._http
 
     # -- images ----------------------------------------------------------------------
 
@@ -454,7 +431,7 @@ class AsyncLayerClient:
     ) -> Image:
         """Return the image manifest a tag or digest names, verified; see
         `LayerClient.get_image`."""
-        from .._images import Request, answer, failure, resolve
+        from .._images import Request, answer, resolve
         from .._manifest import ACCEPTED_MEDIA_TYPES
 
         steps = resolve(
@@ -468,15 +445,10 @@ class AsyncLayerClient:
 
         async def batch_get(request: Request) -> Any:
             ecr = await self._client()
-            try:
+            with mapped_errors(image=request.image):
                 response = await ecr.batch_get_image(
                     **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
                 )
-            except Exception as exc:
-                mapped = failure(exc, request)
-                if mapped is None:
-                    raise
-                raise mapped from exc
             return answer(response, request)
 
         try:

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._image_client import MAX_CONFIG_BYTES
+from .._client import MAX_CONFIG_BYTES
 from ._client import AsyncLayerClient
 
 if TYPE_CHECKING:
