@@ -10,9 +10,7 @@ between reads.  Errors are `_mapping`'s.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from ._exceptions import BlobTooLarge, DownloadUrlExpired, ECRError, EndpointTim
 from ._renewal import Renewal
 from ._retry import MadeProgress, RetryBudget, RetryPolicy, call
 from ._transfer import Pace
+from ._watchdog import Scope, shut, watched_pools
 
 if TYPE_CHECKING:
     import urllib3
@@ -36,6 +35,9 @@ T = TypeVar("T")
 #: Connect and per-read timeouts of a download connection, in seconds.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+
+#: Bytes of an error answer's body read at most.
+ERROR_BODY_LIMIT = 64 * 1024
 
 # What reading a body can raise besides our own errors.
 READ_ERRORS = (OSError, http.client.HTTPException, ValueError)
@@ -68,11 +70,16 @@ def time_left(deadline: float | None, layer: LayerRef) -> float:
 
 
 def new_pool() -> urllib3.PoolManager:
-    """A client's pool of download connections."""
+    """A client's pool of download connections, whose waits for a response's head are
+    bounded by the download's deadline (`_watchdog`)."""
     import urllib3
 
     # urllib3's own retries off, as botocore's are: one retry layer.
-    return urllib3.PoolManager(maxsize=16, retries=False)
+    pool = urllib3.PoolManager(maxsize=16, retries=False)
+    pool.pool_classes_by_scheme = watched_pools(
+        urllib3.HTTPConnectionPool, urllib3.HTTPSConnectionPool
+    )
+    return pool
 
 
 class URLSource(Protocol):
@@ -133,9 +140,12 @@ class Job:
     _open: set[Any] = attrs.Factory(set)
     # Not _lock: that one is held through a URL renewal, and cancel must not wait for it.
     _open_lock: threading.Lock = attrs.Factory(threading.Lock)
+    #: Bounds each request's wait for its head, and its error body, by the deadline.
+    _scope: Scope = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._renewal = Renewal(self.layer, self.allow_http)
+        self._scope = Scope(self.deadline)
 
     def url(self) -> LayerUrl:
         """Return a usable URL, renewing it once for every worker that finds it stale."""
@@ -198,37 +208,51 @@ class Job:
         headers = range_header(start, end)
         left = time_left(self.deadline, self.layer)
         try:
-            response = self.pool.request(
-                "GET",
-                url.download_url,
-                headers=headers,
-                preload_content=False,
-                decode_content=False,  # the digest is of the bytes as stored
-                # No redirects: a pre-signed URL is fetched where it points (a 3xx is an
-                # error below), and a redirect could not bypass the URL checks.
-                redirect=False,
-                timeout=urllib3.Timeout(
-                    connect=min(CONNECT_TIMEOUT, left), read=min(READ_TIMEOUT, left)
-                ),
-            )
+            with self._scope.current():
+                response = self.pool.request(
+                    "GET",
+                    url.download_url,
+                    headers=headers,
+                    preload_content=False,
+                    decode_content=False,  # the digest is of the bytes as stored
+                    # No redirects: a pre-signed URL is fetched where it points (a 3xx is
+                    # an error below), and a redirect could not bypass the URL checks.
+                    redirect=False,
+                    timeout=urllib3.Timeout(
+                        connect=min(CONNECT_TIMEOUT, left), read=min(READ_TIMEOUT, left)
+                    ),
+                )
         except (urllib3.exceptions.HTTPError, *READ_ERRORS) as exc:
+            self._stopped_or_late()
             raise _mapping.from_transport_error(exc, self.layer, url.download_url) from exc
         if response.status in (200, 206):
             with self._open_lock:
                 self._open.add(response)
             return response, url.download_url
         try:
-            body = response.read(64 * 1024)
+            # Capped, and bounded by the deadline: a host may send it a byte at a time.
+            with self._scope.waiting(_socket_of(response)):
+                body = response.read(ERROR_BODY_LIMIT)
         except (urllib3.exceptions.HTTPError, *READ_ERRORS):
             body = b""
         finally:
+            # Closed, not reused: what is left of the body may be endless, or hostile.
+            response.close()
             response.release_conn()
+        self._stopped_or_late()  # a body cut short by the deadline says nothing
         error = _mapping.from_download_answer(
             response.status, body, response.headers, self.layer, url_expired=url.expired()
         )
         if isinstance(error, DownloadUrlExpired):
             self.forget(url)
         raise error
+
+    def _stopped_or_late(self) -> None:
+        """After a failed request: raise for a stop or the deadline, which ended it."""
+        if self._scope.stopped or self.cancelled.is_set():
+            raise KeyboardInterrupt from None
+        if self._scope.expired():
+            raise EndpointTimeout("the download did not finish by its deadline", layer=self.layer)
 
     def done(self, response: urllib3.BaseHTTPResponse, *, whole: bool) -> None:
         """Give the connection back to the pool, or close it if its body was not all read."""
@@ -241,13 +265,11 @@ class Job:
     def cancel(self) -> None:
         """Stop every worker now: flag them, and wake the ones blocked in a read."""
         self.cancelled.set()
+        self._scope.stop()  # and those waiting for a response's head
         with self._open_lock:
             responses = list(self._open)
         for response in responses:
-            sock = getattr(getattr(response, "connection", None), "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            shut(_socket_of(response))
 
 
 @attrs.define
@@ -275,6 +297,10 @@ class Crew:
         """Stop here if the crew was cancelled: as Ctrl-C would, for the code in between."""
         if self.cancelled.is_set():
             raise KeyboardInterrupt
+
+
+def _socket_of(response: urllib3.BaseHTTPResponse) -> Any:
+    return getattr(getattr(response, "connection", None), "sock", None)
 
 
 class _OneRecv:

@@ -181,3 +181,35 @@ def point_at(
 
     patch_lookups(monkeypatch, answer)
     return looked_up
+
+
+def trickle_head(interval: float) -> Behaviour:
+    """Send a status line, then the headers one byte every *interval* seconds, for ever."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not host.stopping.wait(interval):
+            conn.sendall(b"X")
+
+    return behave
+
+
+def continue_flood(interval: float) -> Behaviour:
+    """Answer ``100 Continue`` every *interval* seconds, for ever, and never the response."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        while not host.stopping.wait(interval):
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    return behave
+
+
+def trickle_error(interval: float, status: int = 503) -> Behaviour:
+    """Answer *status* with a long error body sent one byte every *interval* seconds."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        conn.sendall(f"HTTP/1.1 {status} Oops\r\nContent-Length: 1000000\r\n\r\n".encode())
+        while not host.stopping.wait(interval):
+            conn.sendall(b"<")
+
+    return behave

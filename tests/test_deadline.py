@@ -1,0 +1,62 @@
+"""One deadline for the whole request: a host that trickles a response's head, floods
+``100 Continue`` or sends an error body a byte at a time is cut at the deadline.
+
+Each of these ran for as long as the host liked before the watchdog (`_watchdog`): a
+socket's read timeout restarts with every byte.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import pytest
+
+import ecr_layers
+
+from . import hostile
+from .hostile import point_at
+from .imaging import Synchronous
+
+DEADLINE = 1.5
+POLICY = ecr_layers.RetryPolicy(attempts=100, wait_initial=0.01, wait_jitter=0, timeout=DEADLINE)
+
+BEHAVIOURS = {
+    "a head a byte at a time": hostile.trickle_head(0.05),
+    "a flood of 100 Continue": hostile.continue_flood(0.05),
+    "an error body a byte at a time": hostile.trickle_error(0.05),
+}
+
+
+@pytest.mark.either(download_retry_policy=POLICY)
+@pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
+def test_a_download_ends_by_its_deadline_whatever_the_head_does(
+    behaviour: str, either: Synchronous, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with hostile.serving(BEHAVIOURS[behaviour]) as host:
+        point_at(monkeypatch, host)
+        started = time.monotonic()
+        with pytest.raises(ecr_layers.EndpointTimeout) as info:
+            either.download_layer("team/app", host.digest, tmp_path)
+        elapsed = time.monotonic() - started
+    # The deadline plus 2 s, as promised (the host would go on for minutes).
+    assert elapsed < DEADLINE + 2, elapsed
+    assert "deadline" in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.either(download_retry_policy=POLICY)
+@pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
+def test_opening_a_layer_ends_by_its_deadline_whatever_the_head_does(
+    behaviour: str, either: Synchronous, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with hostile.serving(BEHAVIOURS[behaviour]) as host:
+        point_at(monkeypatch, host)
+        started = time.monotonic()
+        with (
+            pytest.raises(ecr_layers.EndpointTimeout),
+            either.open_layer("team/app", host.digest) as stream,
+        ):
+            stream.read()
+        elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE + 2, elapsed
