@@ -7,6 +7,7 @@ every API call (either client's) turns what botocore raises into our typed error
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
@@ -15,9 +16,10 @@ import attrs
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from ._exceptions import ConfigurationError, ECRError, ImageRef
+from ._exceptions import ConfigurationError, ECRError, EndpointTimeout, ImageRef
 from ._retry import DOWNLOAD_POLICY, RetryPolicy
 from ._url import check_endpoint_url
+from ._watchdog import Scope, Watched, current_scope, enter_scope, watched_pools
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -45,18 +47,36 @@ class mapped_errors:
     error for it, ``from`` it; anything else passes through untouched.
 
     *params* (a GetDownloadUrlForLayer request's) or *image* say what the call was
-    about.  A class, not a generator: it is on every call's path, and the error map
-    is imported only when something failed.
+    about.  The call's wait for each answer, head and body, is bounded by *deadline*
+    (``time.monotonic``; `_watchdog`), and by the bound already in force in this thread,
+    if any (a download's, renewing its URL), which can also stop it; a call that ends
+    past its deadline is `EndpointTimeout`.  An asyncio caller bounds its await itself.
+    A class, not a generator: it is on every call's path, and the error map is imported
+    only when something failed.
     """
 
-    __slots__ = ("_image", "_params")
+    __slots__ = ("_deadline", "_image", "_params", "_previous", "_scope")
 
-    def __init__(self, params: dict[str, Any] | None = None, image: ImageRef | None = None):
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        image: ImageRef | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self._params = params
         self._image = image
+        self._deadline = deadline
+        self._previous: Scope | None = None
+        self._scope: Scope | None = None
 
     def __enter__(self) -> None:
-        return None
+        outer = current_scope()
+        if outer is not None:
+            self._scope = outer.call(self._deadline)
+        elif self._deadline is not None:
+            self._scope = Scope(self._deadline, hold=True)
+        if self._scope is not None:
+            self._previous = enter_scope(self._scope)
 
     def __exit__(
         self,
@@ -64,15 +84,45 @@ class mapped_errors:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        scope = self._scope
+        if scope is not None:
+            enter_scope(self._previous)
+            scope.end()
         if not isinstance(exc, Exception):
             return
         from . import _mapping
         from ._lookups import context
 
         layer = context(self._params) if self._params is not None else None
+        if scope is not None and scope.stopped:
+            raise KeyboardInterrupt from None  # as a download stops: see _host.Job.cancel
+        if scope is not None and scope.expired() and not isinstance(exc, ECRError):
+            raise EndpointTimeout(
+                "the API call did not finish by its deadline", layer=layer, image=self._image
+            ) from exc
         mapped = _mapping.from_botocore(exc, layer, self._image)
         if mapped is not None:
             raise mapped from exc
+
+
+def watch(client: Any) -> None:
+    """Bound *client*'s waits for an answer's head by the deadline of the call (see
+    `mapped_errors`), as the downloads' are.  botocore's own timeouts restart with
+    every byte; a botocore whose session is not the one known here keeps only those."""
+    try:
+        classes = client._endpoint.http_session._pool_classes_by_scheme
+        http, https = classes["http"], classes["https"]
+    except (AttributeError, KeyError, TypeError):
+        return
+    if not issubclass(https.ConnectionCls, Watched):
+        # The mapping the pool managers read when they make a pool: none made yet is
+        # the common case, and one made before keeps its plain connections.
+        classes.update(watched_pools(http, https))
+
+
+def deadline_of(policy: RetryPolicy) -> float | None:
+    """When an API call under *policy*, starting now, must have ended."""
+    return None if policy.timeout is None else time.monotonic() + policy.timeout
 
 
 def botocore_attempts(client: Any) -> int:

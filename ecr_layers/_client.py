@@ -16,7 +16,14 @@ import attrs
 from botocore.config import Config
 
 from . import _retry
-from ._botocore import check_arguments, make_client, mapped_errors, policies
+from ._botocore import (
+    check_arguments,
+    deadline_of,
+    make_client,
+    mapped_errors,
+    policies,
+    watch,
+)
 from ._exceptions import ConfigurationError, ECRError, LayerRef
 from ._lookups import batch, kept, layer_url, params_of
 from ._retry import RetryBudget, RetryPolicy
@@ -98,6 +105,7 @@ class LayerClient:
         api_policy, download_retry_policy = policies(client, retry_policy, download_retry_policy)
         if client is None:
             client = make_client(session, region_name, endpoint_url, profile_name, config)
+        watch(client)
         self.__attrs_init__(
             ecr=client,
             retry_policy=api_policy,
@@ -197,11 +205,14 @@ class LayerClient:
             return kept(exc)
 
     def _get(self, params: dict[str, Any]) -> LayerUrl:
-        return _retry.call(lambda: self._get_once(params), self._retry_policy, budget=self.budget)
+        deadline = deadline_of(self._retry_policy)  # of the whole call, retries included
+        return _retry.call(
+            lambda: self._get_once(params, deadline), self._retry_policy, budget=self.budget
+        )
 
     def lookup_once(self, layer: LayerRef) -> LayerUrl:
         """One GetDownloadUrlForLayer attempt, never retried here: for callers that retry."""
-        return self._get_once(params_of(layer))
+        return self._get_once(params_of(layer), deadline_of(self._retry_policy))
 
     def download_layer(
         self,
@@ -266,9 +277,9 @@ class LayerClient:
         if self._closed:
             raise ConfigurationError("this LayerClient is closed")
 
-    def _get_once(self, params: dict[str, Any]) -> LayerUrl:
+    def _get_once(self, params: dict[str, Any], deadline: float | None = None) -> LayerUrl:
         self._check_open()
-        with mapped_errors(params):
+        with mapped_errors(params, deadline=deadline):
             response = self._ecr.get_download_url_for_layer(**params)
         return layer_url(response, params)
 
@@ -302,6 +313,7 @@ class LayerClient:
             lambda attempt: _retry.call(attempt, self._retry_policy, budget=self.budget),
             repository_name,
             reference,
+            deadline=deadline_of(self._retry_policy),
             registry_id=registry_id,
             platform=platform,
         )

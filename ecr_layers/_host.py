@@ -160,7 +160,9 @@ class Job:
             renewal.begin(seen)
             try:
                 # One API attempt: retrying is the download loop's, never a loop inside it.
-                return renewal.accept(self.source.lookup_once(self.layer))
+                # In the job's scope: bounded by its deadline, and stopped with it.
+                with self._scope.current():
+                    return renewal.accept(self.source.lookup_once(self.layer))
             except ECRError as exc:
                 renewal.failure = exc
                 raise

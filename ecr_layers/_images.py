@@ -131,17 +131,20 @@ def get_image(
     repository_name: object,
     reference: object,
     *,
+    deadline: float | None,
     registry_id: object,
     platform: object,
 ) -> Image:
-    """Return the verified image manifest *reference* names; see `LayerClient.get_image`."""
+    """Return the verified image manifest *reference* names; see `LayerClient.get_image`.
+
+    Every ``BatchGetImage`` of it ends by *deadline*."""
     steps = resolve(
         validator, repository_name, reference, registry_id=registry_id, platform=platform
     )
     try:
         request = next(steps)
         while True:
-            request = steps.send(retrying(lambda r=request: _batch_get(ecr, r)))  # type: ignore[misc]
+            request = steps.send(retrying(lambda r=request: _batch_get(ecr, r, deadline)))  # type: ignore[misc]
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -172,9 +175,9 @@ def _image(ref: ImageRef, served: _Served, kind: str, document: dict[str, Any]) 
     )
 
 
-def _batch_get(ecr: ECRClient, request: Request) -> _Served:
+def _batch_get(ecr: ECRClient, request: Request, deadline: float | None) -> _Served:
     """One ``BatchGetImage`` attempt for one image; a typed error for every failure."""
-    with mapped_errors(image=request.image):
+    with mapped_errors(image=request.image, deadline=deadline):
         response = ecr.batch_get_image(
             **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
         )

@@ -46,9 +46,8 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._ended = 0  # watches ended but still on the heap
 
-    @contextlib.contextmanager
-    def watching(self, sock: Any, deadline: float) -> Iterator[None]:
-        """Shut *sock* down if the block has not ended by *deadline* (``time.monotonic``)."""
+    def arm(self, sock: Any, deadline: float) -> _Watch:
+        r"""Shut *sock* down at *deadline* (``time.monotonic``), unless `disarm`\ ed first."""
         watch = _Watch(deadline, sock)
         with self._wake:
             heapq.heappush(self._heap, (deadline, next(self._order), watch))
@@ -59,18 +58,20 @@ class Watchdog:
                 self._thread.start()
             elif self._heap[0][2] is watch:
                 self._wake.notify()  # an earlier deadline than the one it waits for
-        try:
-            yield
-        finally:
-            with self._wake:
-                watch.live, watch.sock = False, None
-                self._ended += 1
-                # Deadlines can be an hour away: ended watches are swept out in bulk
-                # rather than left to pile up until their time comes.
-                if self._ended > 64 and self._ended * 2 > len(self._heap):
-                    self._heap = [entry for entry in self._heap if entry[2].live]
-                    heapq.heapify(self._heap)
-                    self._ended = 0
+        return watch
+
+    def disarm(self, watch: _Watch) -> None:
+        with self._wake:
+            if not watch.live:
+                return
+            watch.live, watch.sock = False, None
+            self._ended += 1
+            # Deadlines can be an hour away: ended watches are swept out in bulk rather
+            # than left to pile up until their time comes.
+            if self._ended > 64 and self._ended * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2].live]
+                heapq.heapify(self._heap)
+                self._ended = 0
 
     def _run(self) -> None:
         while True:
@@ -86,7 +87,7 @@ class Watchdog:
                 if not watch.live:
                     self._ended -= 1
                     continue
-                sock = watch.sock
+                watch.live, sock, watch.sock = False, watch.sock, None
             shut(sock)
 
 
@@ -101,20 +102,42 @@ WATCHDOG = Watchdog()
 
 @attrs.define(eq=False)
 class Scope:
-    """What a request made in it is bound by: a deadline and a way to be stopped."""
+    """What a request made in it is bound by: a deadline and a way to be stopped.
+
+    A download's scope watches each socket only while it waits for a response's head
+    (`waiting`): its connections go back to a pool that other downloads share.  An API
+    call's (*hold*) watches each socket until the call ends (`end`): botocore reads
+    the whole answer, error bodies included, before it returns.
+    """
 
     deadline: float | None
-    _socks: set[Any] = attrs.Factory(set)
-    _lock: threading.Lock = attrs.Factory(threading.Lock)
+    hold: bool = False
     stopped: bool = False
+    _socks: set[Any] = attrs.Factory(set)
+    _held: list[_Watch] = attrs.Factory(list)
+    _children: list[Scope] = attrs.Factory(list)
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
 
     def stop(self) -> None:
         """Shut every socket waiting for a response in this scope, now and from now on."""
         with self._lock:
             self.stopped = True
-            socks = list(self._socks)
+            socks, children = list(self._socks), list(self._children)
         for sock in socks:
             shut(sock)
+        for child in children:
+            child.stop()
+
+    def call(self, deadline: float | None) -> Scope:
+        """A scope for one API call made within this one (a download's URL renewal):
+        bound by the earlier deadline, and stopped with this one."""
+        if self.deadline is not None and (deadline is None or self.deadline < deadline):
+            deadline = self.deadline
+        child = Scope(deadline, hold=True, stopped=self.stopped)
+        with self._lock:
+            self._children = [c for c in self._children if c._held or c._socks]
+            self._children.append(child)
+        return child
 
     @contextlib.contextmanager
     def waiting(self, sock: Any) -> Iterator[None]:
@@ -126,15 +149,24 @@ class Scope:
             if self.stopped:
                 shut(sock)
             self._socks.add(sock)
+        watch = None if self.deadline is None else WATCHDOG.arm(sock, self.deadline)
         try:
-            if self.deadline is None:
-                yield
-            else:
-                with WATCHDOG.watching(sock, self.deadline):
-                    yield
+            yield
         finally:
-            with self._lock:
-                self._socks.discard(sock)
+            if watch is not None and self.hold:
+                self._held.append(watch)  # until `end`
+            elif watch is not None:
+                WATCHDOG.disarm(watch)
+            if not self.hold:
+                with self._lock:
+                    self._socks.discard(sock)
+
+    def end(self) -> None:
+        """Stop watching the sockets held: the call is over, its connections reusable."""
+        for watch in self._held:
+            WATCHDOG.disarm(watch)
+        self._held.clear()
+        self._socks.clear()
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -142,15 +174,26 @@ class Scope:
     @contextlib.contextmanager
     def current(self) -> Iterator[Scope]:
         """Make this the scope of the requests this thread makes in the block."""
-        previous = getattr(_local, "scope", None)
-        _local.scope = self
+        previous = enter_scope(self)
         try:
             yield self
         finally:
-            _local.scope = previous
+            enter_scope(previous)
 
 
 _local = threading.local()
+
+
+def current_scope() -> Scope | None:
+    """This thread's scope, if a request made now is bound by one."""
+    return getattr(_local, "scope", None)
+
+
+def enter_scope(scope: Scope | None) -> Scope | None:
+    """Make *scope* this thread's (None: none); return the one it replaces."""
+    previous: Scope | None = getattr(_local, "scope", None)
+    _local.scope = scope
+    return previous
 
 
 class Cut(OSError):

@@ -7,12 +7,14 @@ socket's read timeout restarts with every byte.
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import time
 
 import pytest
 
 import ecr_layers
+from ecr_layers.testing import LocalECR
 
 from . import hostile
 from .hostile import point_at
@@ -60,3 +62,38 @@ def test_opening_a_layer_ends_by_its_deadline_whatever_the_head_does(
             stream.read()
         elapsed = time.monotonic() - started
     assert elapsed < DEADLINE + 2, elapsed
+
+
+API_POLICY = ecr_layers.RetryPolicy(attempts=100, wait_initial=0.01, wait_jitter=0, timeout=DEADLINE)
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("call", ["get_layer_url", "get_image"])
+@pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
+def test_an_api_call_ends_by_its_deadline_whatever_the_head_does(
+    behaviour: str, call: str, kind: str, local_ecr: LocalECR, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in local_ecr.env().items():
+        monkeypatch.setenv(name, value)
+    with hostile.serving(BEHAVIOURS[behaviour]) as host:
+        endpoint = f"http://127.0.0.1:{host.port}"
+        args = ("team/app", DIGEST if call == "get_layer_url" else "v1")
+        started = time.monotonic()
+        with pytest.raises(ecr_layers.EndpointTimeout) as info:
+            if kind == "sync":
+                with ecr_layers.LayerClient(endpoint_url=endpoint, retry_policy=API_POLICY) as c:
+                    getattr(c, call)(*args)
+            else:
+                from ecr_layers.aio import AsyncLayerClient
+
+                async def main() -> None:
+                    client = AsyncLayerClient(endpoint_url=endpoint, retry_policy=API_POLICY)
+                    async with client:
+                        await getattr(client, call)(*args)
+
+                asyncio.run(main())
+        elapsed = time.monotonic() - started
+        assert host.requests >= 1
+    assert elapsed < DEADLINE + 2, elapsed
+    assert "deadline" in info.value.message

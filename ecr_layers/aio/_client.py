@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +21,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 from botocore.config import Config
 
-from .._botocore import check_arguments, client_config, creating, mapped_errors, policies
+from .._botocore import (
+    check_arguments,
+    client_config,
+    creating,
+    deadline_of,
+    mapped_errors,
+    policies,
+)
 from .._client import MAX_CONFIG_BYTES
-from .._exceptions import ConfigurationError, ECRError, LayerRef
-from .._lookups import batch, kept, layer_url, params_of
+from .._exceptions import ConfigurationError, ECRError, EndpointTimeout, ImageRef, LayerRef
+from .._lookups import batch, context, kept, layer_url, params_of
 from .._retry import RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
@@ -269,16 +277,30 @@ class AsyncLayerClient:
     def _get(self, params: dict[str, Any]) -> Coroutine[Any, Any, LayerUrl]:
         # The retry engine's coroutine itself, not one around it: every frame in the
         # chain is passed through again each time the call resumes from the network.
-        return call_async(partial(self._get_once, params), self._retry_policy, budget=self.budget)
+        deadline = deadline_of(self._retry_policy)  # of the whole call, retries included
+        return call_async(
+            partial(self._get_once, params, deadline), self._retry_policy, budget=self.budget
+        )
 
-    async def _get_once(self, params: dict[str, Any]) -> LayerUrl:
+    async def _get_once(self, params: dict[str, Any], deadline: float | None = None) -> LayerUrl:
         ecr = self._ecr
         loop = self._loop() if self._loop is not None else None
         if ecr is None or self._closed or loop is not asyncio.get_running_loop():
             ecr = await self._client()  # the slow path: opening, or refusing
-        with mapped_errors(params):
-            response = await ecr.get_download_url_for_layer(**params)
+        try:
+            async with self._within(deadline):
+                with mapped_errors(params):
+                    response = await ecr.get_download_url_for_layer(**params)
+        except TimeoutError:
+            raise _late(context(params)) from None
         return layer_url(response, params)
+
+    def _within(self, deadline: float | None) -> asyncio.Timeout:
+        """The bound of one API attempt: the call's *deadline*, else the API policy's
+        timeout from now.  aiobotocore's own timeouts restart with every byte."""
+        if deadline is None:
+            deadline = deadline_of(self._retry_policy)
+        return asyncio.timeout(None if deadline is None else deadline - time.monotonic())
 
     async def download_layer(
         self,
@@ -443,12 +465,18 @@ class AsyncLayerClient:
         )
         self._check_open()
 
+        deadline = deadline_of(self._retry_policy)
+
         async def batch_get(request: Request) -> Any:
             ecr = await self._client()
-            with mapped_errors(image=request.image):
-                response = await ecr.batch_get_image(
-                    **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
-                )
+            try:
+                async with self._within(deadline):
+                    with mapped_errors(image=request.image):
+                        response = await ecr.batch_get_image(
+                            **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+                        )
+            except TimeoutError:
+                raise _late(image=request.image) from None
             return answer(response, request)
 
         try:
@@ -462,3 +490,7 @@ class AsyncLayerClient:
                 request = steps.send(served)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+
+def _late(layer: LayerRef | None = None, image: ImageRef | None = None) -> EndpointTimeout:
+    return EndpointTimeout("the API call did not finish by its deadline", layer=layer, image=image)
