@@ -6,6 +6,11 @@ than the slowest of the three.  So each round measures each of the three alone, 
 reports the download's throughput as a share of that round's limit
 L = min(receive, sha256, write + fsync).
 
+Overlap needs a CPU for each part.  Where there are fewer (LocalECR's sending counts,
+on the same machine), the parts' CPU time shared out over the CPUs bounds the download
+too; the script prints that bound beside L, as a reference: below 1 x L, the machine
+cannot show whether a client reaches L.
+
 The limit's parts, each the fastest plain way to do it:
   receive and discard          urllib3 from the same LocalECR, read with ``readinto``
                                into a reused 1 MiB buffer (download_layer's read size)
@@ -124,6 +129,8 @@ class Sample:
     # CPU time that processes other than this benchmark's used during the run, as a share
     # of the machine (1.0: every CPU busy the whole time); filled in by the parent.
     others: float = 0.0
+    # LocalECR's CPU seconds during the run (to clock-tick resolution); filled in by the parent.
+    server_cpu: float = 0.0
 
 
 # ---- the child: one measurement in a fresh process --------------------------------------
@@ -333,8 +340,9 @@ class Bench:
         if out.returncode != 0:
             raise RuntimeError(f"{variant} failed (status {out.returncode}):\n{out.stderr}")
         sample = Sample(**json.loads(out.stdout.splitlines()[-1]))
-        wall, machine, ours = (b - a for a, b in zip(before, after, strict=True))
-        sample = attrs.evolve(sample, others=max(machine - ours, 0.0) / (wall * _CPUS))
+        wall, machine, ours, server = (b - a for a, b in zip(before, after, strict=True))
+        others = max(machine - ours, 0.0) / (wall * _CPUS)
+        sample = attrs.evolve(sample, others=others, server_cpu=server)
         # Every file is checked here, whatever the code measured claims to have done.
         if variant == WRITE:
             assert dest.stat().st_size == size, variant
@@ -389,18 +397,19 @@ def _proc_stat() -> list[int]:
     return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
 
-def _cpu_accounts(server_pid: int) -> tuple[float, float, float]:
-    """(wall clock, CPU seconds the machine spent, CPU seconds this benchmark spent)."""
+def _cpu_accounts(server_pid: int) -> tuple[float, float, float, float]:
+    """(wall clock, CPU seconds: the machine's, this benchmark's, LocalECR's alone)."""
     # user, nice, system, irq, softirq: the kernel's interrupt time, loopback traffic
     # included, is charged to no process, so it counts as the machine's.
     fields = _proc_stat()
     machine = (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / _TICK
     server = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ours = (int(server[11]) + int(server[12])) / _TICK
+    serving = (int(server[11]) + int(server[12])) / _TICK
+    ours = serving
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
         ours += usage.ru_utime + usage.ru_stime
-    return time.monotonic(), machine, ours
+    return time.monotonic(), machine, ours, serving
 
 
 def main() -> int:
@@ -524,6 +533,9 @@ class Figures:
     cpu: dict[str, list[float]]
     #: Per round, the slowest of the limit's three parts, in MiB/s.
     limit: list[float]
+    #: Per round, the most MiB/s the machine's CPUs allow a client that does the three
+    #: parts at their own cost, beside LocalECR's sending.
+    cpu_bound: list[float]
 
     @classmethod
     def of(cls, samples: dict[str, list[Sample]], size_mib: int) -> Figures:
@@ -531,7 +543,12 @@ class Figures:
         gib = size_mib * MIB / GIB
         cpu = {v: [s.cpu / gib for s in runs] for v, runs in samples.items()}
         limit = [min(parts) for parts in zip(*(speeds[part] for part in LIMIT), strict=True)]
-        return cls(samples, speeds, cpu, limit)
+        # Overlapping the parts on threads needs a CPU for each; with fewer, their CPU
+        # time (and the server's, on the same machine) is shared out, and that bounds too.
+        sending = [s.server_cpu / gib for s in samples[RECEIVE]]
+        needed = [sum(each) for each in zip(*(cpu[part] for part in LIMIT), sending, strict=True)]
+        cpu_bound = [_CPUS * GIB / MIB / seconds for seconds in needed]
+        return cls(samples, speeds, cpu, limit, cpu_bound)
 
 
 def _report(
@@ -617,6 +634,12 @@ def _targets(args: argparse.Namespace, figures: Figures, large: dict[str, Sample
         else:
             verdict = "(reference: the same work in turn, on one thread)"
         print(f"  {variant:<30} {ratio:5.2f} [{of_medians:4.2f}]  {verdict}")
+    bound = median(per_round(figures.cpu_bound, limit))
+    print(
+        f"  {'at most, on ' + str(_CPUS) + ' CPUs':<30} {bound:5.2f} "
+        f"[{median(figures.cpu_bound) / median(limit):4.2f}]  (reference: the parts' CPU and "
+        f"LocalECR's, shared out)"
+    )
     print(f"CPU s/GiB / the plain loop's: median of the {rounds} per-round ratios [of the medians]")
     for variant in CANDIDATES:
         ratio = median(per_round(cpu[variant], cpu[LOOP]))
