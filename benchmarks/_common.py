@@ -6,6 +6,7 @@ import contextlib
 import os
 import queue
 import re
+import resource
 import shlex
 import statistics
 import subprocess
@@ -19,6 +20,9 @@ import attrs
 
 if TYPE_CHECKING:
     from types_boto3_ecr.client import ECRClient
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 # What a benchmark needs from `ecr-layers serve`'s banner; anything else it prints is kept too.
 _NEEDED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
@@ -106,6 +110,18 @@ def child_env(server: Server) -> dict[str, str]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def per_round(numerators: list[float], denominators: list[float]) -> list[float]:
+    """Round by round, numerator / denominator: runs seconds apart, so that slow drift of
+    the machine cancels out of each ratio."""
+    return [a / b for a, b in zip(numerators, denominators, strict=True)]
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user and system) this process has used so far, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def ecr_client(server: Server) -> ECRClient:
