@@ -16,7 +16,13 @@ import attrs
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from ._exceptions import ConfigurationError, ECRError, EndpointTimeout, ImageRef
+from ._exceptions import (
+    ConfigurationError,
+    ECRError,
+    EndpointTimeout,
+    ImageRef,
+    InvalidParameter,
+)
 from ._retry import DOWNLOAD_POLICY, RetryPolicy
 from ._url import check_endpoint_url
 from ._watchdog import Scope, Watched, current_scope, enter_scope, watched_pools
@@ -160,6 +166,7 @@ def check_arguments(
         session=session,
         region_name=region_name,
         profile_name=profile_name,
+        endpoint_url=endpoint_url,
         config=config,
         retry_policy=retry_policy,
         download_retry_policy=download_retry_policy,
@@ -185,31 +192,36 @@ def policies(
 
 
 def check_settings(**settings: Any) -> None:
-    """Raise `ConfigurationError` for a `LayerClient` setting of the wrong kind.
+    """Raise `InvalidParameter` for a client setting of the wrong kind.
 
     Checked here, not left to botocore, whose answer to ``region_name=5`` or
     ``config="x"`` is a raw ``TypeError`` or ``AttributeError`` from deep inside.
-    The endpoint URL is `check_endpoint_url`'s.
+    The endpoint URL's form is `check_endpoint_url`'s.
     """
+
+    def wrong(name: str, kind: str) -> InvalidParameter:
+        value = settings.get(name)
+        return InvalidParameter(f"{name} must be {kind}, got {value!r:.60}", parameter=name)
+
     client = settings.pop("client")
     model = getattr(getattr(client, "meta", None), "service_model", None)
     if client is not None and getattr(model, "service_name", None) != "ecr":
-        raise ConfigurationError("client must be a boto3 or botocore ECR client")
+        raise wrong("client", "a boto3 or botocore ECR client")
     session = settings.pop("session")
     if session is not None and not (
         hasattr(session, "client") or hasattr(session, "create_client")
     ):
-        raise ConfigurationError("session must be a boto3 or botocore Session")
+        raise wrong("session", "a boto3 or botocore Session")
     config = settings.pop("config")
     if config is not None and not isinstance(config, Config):
-        raise ConfigurationError("config must be a botocore.config.Config")
-    for name in ("region_name", "profile_name"):
+        raise wrong("config", "a botocore.config.Config")
+    for name in ("region_name", "profile_name", "endpoint_url"):
         value = settings.pop(name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigurationError(f"{name} must be a non-empty str, got {value!r:.60}")
+            raise wrong(name, "a non-empty str")
     for name, policy in settings.items():
         if policy is not None and not isinstance(policy, RetryPolicy):
-            raise ConfigurationError(f"{name} must be a RetryPolicy")
+            raise wrong(name, "a RetryPolicy")
 
 
 def client_config(config: Config | None) -> Config:

@@ -25,7 +25,7 @@ from ._botocore import (
     watch,
 )
 from ._exceptions import ConfigurationError, ECRError, LayerRef
-from ._lookups import batch, kept, layer_url, params_of
+from ._lookups import batch, check_workers, kept, layer_url, params_of
 from ._retry import RetryBudget, RetryPolicy
 from ._url import LayerUrl, redact_url
 from ._validation import Validator, rules_from_model
@@ -187,6 +187,7 @@ class LayerClient:
         """
         self._check_open()
         digests, requests = batch(self._validator, repository_name, layer_digests, registry_id)
+        max_workers = check_workers(max_workers)
         if not requests:
             return {}
         pool_size = getattr(self._ecr.meta.config, "max_pool_connections", 10)

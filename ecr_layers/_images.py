@@ -333,6 +333,11 @@ def blob_request(
     if isinstance(blob, Descriptor):
         # The manifest's size bounds what the host may send under this digest.
         limit, digest = blob.size, blob.digest
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise InvalidParameter(
+                f"the Descriptor's size must be an int >= 0, got {limit!r:.60}",
+                parameter="layer_digest",
+            )
     params = validator.params(repository_name, digest, registry_id)
     layer = LayerRef(params["repositoryName"], params["layerDigest"], params.get("registryId"))
     return layer, limit

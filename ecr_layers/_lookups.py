@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ECRError, InvalidResponse, LayerRef
+from ._exceptions import ECRError, InvalidParameter, InvalidResponse, LayerRef
 from ._url import LayerUrl, expiry_from_url
 
 if TYPE_CHECKING:
@@ -27,12 +27,25 @@ def batch(
     """
     if isinstance(layer_digests, str | bytes) or not isinstance(layer_digests, Iterable):
         # A str is an iterable of one-character "digests": never what was meant.
-        raise TypeError(
+        raise InvalidParameter(
             f"layer_digests must be an iterable of digests, not a single "
-            f"{type(layer_digests).__name__}"
+            f"{type(layer_digests).__name__}",
+            parameter="layerDigests",
         )
-    digests = list(dict.fromkeys(layer_digests))
-    return digests, [validator.params(repository_name, d, registry_id) for d in digests]
+    # Each checked before it is hashed: a list in the list is bad input, not a TypeError.
+    checked = [(d, validator.params(repository_name, d, registry_id)) for d in layer_digests]
+    distinct = dict(reversed(checked))  # the first of each digest's, in input order below
+    digests = list(dict.fromkeys(d for d, _ in checked))
+    return digests, [distinct[d] for d in digests]
+
+
+def check_workers(max_workers: object) -> int:
+    """Return *max_workers* if it is a count of concurrent lookups, 1 or more."""
+    if isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers >= 1:
+        return max_workers
+    raise InvalidParameter(
+        f"max_workers must be an int >= 1, got {max_workers!r:.60}", parameter="max_workers"
+    )
 
 
 def kept(exc: ECRError) -> ECRError:

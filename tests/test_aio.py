@@ -197,9 +197,9 @@ def test_a_self_retrying_client_handed_in_is_not_retried_again(ecr: LocalECR) ->
 def test_bad_settings_are_typed_errors() -> None:
     with pytest.raises(ecr_layers.ConfigurationError):
         AsyncLayerClient(endpoint_url="notaurl")
-    with pytest.raises(ecr_layers.ConfigurationError):
+    with pytest.raises(ecr_layers.InvalidParameter):
         AsyncLayerClient(region_name=5)  # type: ignore[arg-type]
-    with pytest.raises(ecr_layers.ConfigurationError):
+    with pytest.raises(ecr_layers.InvalidParameter):
         AsyncLayerClient(retry_policy="fast")  # type: ignore[arg-type]
 
 

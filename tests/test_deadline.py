@@ -64,7 +64,9 @@ def test_opening_a_layer_ends_by_its_deadline_whatever_the_head_does(
     assert elapsed < DEADLINE + 2, elapsed
 
 
-API_POLICY = ecr_layers.RetryPolicy(attempts=100, wait_initial=0.01, wait_jitter=0, timeout=DEADLINE)
+API_POLICY = ecr_layers.RetryPolicy(
+    attempts=100, wait_initial=0.01, wait_jitter=0, timeout=DEADLINE
+)
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -81,19 +83,22 @@ def test_an_api_call_ends_by_its_deadline_whatever_the_head_does(
         args = ("team/app", DIGEST if call == "get_layer_url" else "v1")
         started = time.monotonic()
         with pytest.raises(ecr_layers.EndpointTimeout) as info:
-            if kind == "sync":
-                with ecr_layers.LayerClient(endpoint_url=endpoint, retry_policy=API_POLICY) as c:
-                    getattr(c, call)(*args)
-            else:
-                from ecr_layers.aio import AsyncLayerClient
-
-                async def main() -> None:
-                    client = AsyncLayerClient(endpoint_url=endpoint, retry_policy=API_POLICY)
-                    async with client:
-                        await getattr(client, call)(*args)
-
-                asyncio.run(main())
+            _api_call(kind, endpoint, call, args)
         elapsed = time.monotonic() - started
         assert host.requests >= 1
     assert elapsed < DEADLINE + 2, elapsed
     assert "deadline" in info.value.message
+
+
+def _api_call(kind: str, endpoint: str, call: str, args: tuple[str, str]) -> None:
+    if kind == "sync":
+        with ecr_layers.LayerClient(endpoint_url=endpoint, retry_policy=API_POLICY) as client:
+            getattr(client, call)(*args)
+        return
+    from ecr_layers.aio import AsyncLayerClient
+
+    async def main() -> None:
+        async with AsyncLayerClient(endpoint_url=endpoint, retry_policy=API_POLICY) as client:
+            await getattr(client, call)(*args)
+
+    asyncio.run(main())

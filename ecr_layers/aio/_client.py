@@ -31,7 +31,7 @@ from .._botocore import (
 )
 from .._client import MAX_CONFIG_BYTES
 from .._exceptions import ConfigurationError, ECRError, EndpointTimeout, ImageRef, LayerRef
-from .._lookups import batch, context, kept, layer_url, params_of
+from .._lookups import batch, check_workers, context, kept, layer_url, params_of
 from .._retry import RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
@@ -254,6 +254,7 @@ class AsyncLayerClient:
         """
         self._check_open()
         digests, requests = batch(self._validator, repository_name, layer_digests, registry_id)
+        max_workers = check_workers(max_workers)
         if not requests:
             return {}
         ecr = await self._client()

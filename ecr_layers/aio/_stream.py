@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from .._exceptions import InvalidParameter
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -51,6 +53,10 @@ class AsyncLayerStream:
 
     async def read(self, size: int | None = -1) -> bytes:
         """Return up to *size* bytes (all that is left if negative or None)."""
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            raise InvalidParameter(
+                f"size must be an int or None, got {size!r:.60}", parameter="size"
+            )
         if size is None or size < 0:
             parts = []
             while part := await self.read(CHUNK):
