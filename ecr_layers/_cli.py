@@ -1,24 +1,25 @@
 """
-The ``ecr-layers`` command line: ``url``, ``download``, ``image``, ``pull``, ``serve``
-and ``demo`` (the image commands are `ecr_layers._cli_images`').
+The ``ecr-layers`` command line's entry point: parse, run the command, and turn any
+failure into one line on stderr and its exit status.
 
-Every failure prints one line on stderr and exits with its status: the statuses,
-error lines and printable text are `ecr_layers._cli_output`'s, the options and help
-text `ecr_layers._cli_parser`'s; this module runs the command the parser names.
+Each command lives in its own module, imported only when it runs (start-up time):
+``url`` and ``download`` in `ecr_layers._cli_layers`, ``image`` and ``pull`` in
+`ecr_layers._cli_images`, ``demo`` in `ecr_layers._demo`; ``serve`` is still here.
+The options and help text are `ecr_layers._cli_parser`'s; the exit statuses, error
+lines and printable text `ecr_layers._cli_output`'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ._cli_output import (
     DEBUG_ENV,
@@ -28,13 +29,11 @@ from ._cli_output import (
     error_line,
     exit_code,
     printable,
-    without_controls,
 )
 from ._cli_parser import PARALLEL_MAX, PARALLEL_MIN
 from ._cli_parser import build_parser as _parser
 
 if TYPE_CHECKING:
-    from ._client import LayerClient
     from .testing import LocalECR, SeededImage
 
 # What the entry point and the tests take from here: the command line's names, so that
@@ -83,87 +82,28 @@ def _debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def _client(args: argparse.Namespace) -> LayerClient:
-    from ._client import LayerClient
-
-    return LayerClient(
-        endpoint_url=args.endpoint_url, region_name=args.region, profile_name=args.profile
-    )
-
-
 def _cmd_url(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        url = client.get_layer_url(args.repository, args.digest, registry_id=args.registry_id)
-    if args.json:
-        expires = url.expires_at.isoformat() if url.expires_at else None
-        doc = {
-            "downloadUrl": url.download_url,
-            "layerDigest": url.layer_digest,
-            "expiresAt": expires,
-        }
-        print(json.dumps(doc))  # ensure_ascii: control characters come out escaped
-    else:
-        # Printing the URL, secrets and all, is this command's purpose; only what a
-        # terminal would act on is taken out.
-        print(without_controls(url.download_url))
-    return 0
+    from ._cli_layers import url
+
+    return url(args)
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    destination = args.output if args.output is not None else "."
-    with _client(args) as client, progress_bar(args) as progress:
-        path = client.download_layer(
-            args.repository,
-            args.digest,
-            destination,
-            registry_id=args.registry_id,
-            progress=progress,
-            parallel=args.parallel,
-            verify=not args.no_verify,
-        )
-    if not args.quiet:
-        print(path)
-    return 0
+    from ._cli_layers import download
+
+    return download(args)
 
 
-class _Bar:
-    """tqdm, fed with (done, total) callbacks from the download."""
+def _cmd_image(args: argparse.Namespace) -> int:
+    from ._cli_images import image
 
-    def __init__(self, stream: TextIO) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=stream, leave=False)
-        self._done = 0
-
-    def update(self, done: int, total: int | None) -> None:
-        if total is not None and self._bar.total != total:
-            self._bar.total = total
-        self._bar.update(done - self._done)
-        self._done = done
-
-    def close(self) -> None:
-        self._bar.close()
+    return image(args)
 
 
-@contextlib.contextmanager
-def progress_bar(args: argparse.Namespace) -> Iterator[Callable[[int, int | None], None] | None]:
-    """Yield the progress callback of a bar on stderr (None without one), closed after."""
-    bar = _progress_bar(quiet=args.quiet, stream=sys.stderr)
-    try:
-        yield bar.update if bar is not None else None
-    finally:
-        if bar is not None:
-            bar.close()
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from ._cli_images import pull
 
-
-def _progress_bar(*, quiet: bool, stream: TextIO | None) -> _Bar | None:
-    # A bar only for a person watching a terminal; never in logs or pipes.
-    if quiet or stream is None or not stream.isatty():  # stderr closed: None
-        return None
-    try:
-        return _Bar(stream)
-    except ImportError:  # tqdm is the optional 'cli' extra
-        return None
+    return pull(args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -219,18 +159,6 @@ def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
     say(f"ecr-layers pull {repository} {tag} -o ./layout")
     say(f"ecr-layers url {repository} {digests[0]}")
     say(f"ecr-layers download {repository} {digests[-1]} -o .")
-
-
-def _cmd_image(args: argparse.Namespace) -> int:
-    from ._cli_images import image
-
-    return image(args)
-
-
-def _cmd_pull(args: argparse.Namespace) -> int:
-    from ._cli_images import pull
-
-    return pull(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
