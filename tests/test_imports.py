@@ -1,10 +1,16 @@
-"""What imports what: the command line's modules form no cycle."""
+"""What imports what: the command line's modules form no cycle, and loading the pytest
+plugin (which every user's test run does) imports no LocalECR server module."""
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import importlib
 import pathlib
+import subprocess
+import sys
+
+import pytest
 
 import ecr_layers
 
@@ -85,3 +91,65 @@ def test_only_the_entry_point_imports_the_commands() -> None:
         if {target.rsplit(".", 1)[1] for target in targets} & commands
     }
     assert importers == {"ecr_layers._cli"}
+
+
+# -- the pytest plugin ------------------------------------------------------------------
+
+_LOADED = """
+import importlib.metadata, sys
+[entry] = [e for e in importlib.metadata.entry_points(group="pytest11") if e.name == "ecr_layers"]
+entry.load()
+print(entry.value)
+print(" ".join(sorted(m for m in sys.modules if m.startswith("ecr_layers"))))
+"""
+
+
+def test_loading_the_pytest_plugin_imports_no_server_module() -> None:
+    # A child process: this one imported LocalECR long ago.  The plugin is loaded the
+    # way pytest loads it, through the installed entry point.
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADED], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split("\n")
+    plugin, loaded = out[0], set(out[1].split())
+    testing = {
+        f"ecr_layers.testing.{p.stem}"
+        for p in (PACKAGE / "testing").glob("_*.py")
+        if p.stem != "__init__"
+    }
+    assert {"ecr_layers.testing._server", "ecr_layers.testing._handler"} <= testing
+    assert plugin in loaded  # the check looks at a process that did load it
+    assert loaded & testing == {plugin}
+
+
+def test_local_ecr_is_still_there_when_asked_for() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADED + "from ecr_layers.testing import LocalECR\n"
+         "print('ecr_layers.testing._server' in sys.modules, LocalECR.__module__)"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split("\n")  # fmt: skip
+    assert out[2] == "True ecr_layers.testing._server"
+
+
+def test_the_testing_package_offers_every_name_from_its_home() -> None:
+    from ecr_layers import testing
+
+    homes: dict[str, str] = testing._HOMES
+    assert sorted(homes) == testing.__all__
+    # What mypy sees (the TYPE_CHECKING imports) is what runs: the same name, same home.
+    tree = ast.parse((PACKAGE / "testing" / "__init__.py").read_text())
+    typed = {
+        alias.name: node.module
+        for block in tree.body
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == homes
+    for name, home in homes.items():
+        module = importlib.import_module(f"ecr_layers.testing.{home}")
+        assert getattr(testing, name) is getattr(module, name)
+        assert name in dir(testing)
+    missing = "no_such_name"  # a plain attribute here would be mypy's error, as it should be
+    with pytest.raises(AttributeError, match=missing):
+        getattr(testing, missing)
