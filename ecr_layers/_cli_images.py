@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._cli import _client, printable, progress_bar
+from ._cli_client import open_client, progress_bar
+from ._cli_output import printable
 from ._manifest import Image
 
 
 def image(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         found = client.get_image(
             args.repository, args.reference, registry_id=args.registry_id, platform=args.platform
         )
@@ -70,7 +71,7 @@ def _size(count: int) -> str:
 
 
 def pull(args: argparse.Namespace) -> int:
-    with _client(args) as client, progress_bar(args) as progress:
+    with open_client(args) as client, progress_bar(args) as progress:
         found = client.pull_image(
             args.repository,
             args.reference,

@@ -3,7 +3,8 @@ The ``ecr-layers`` argument parser: options, their type checks, and the help tex
 
 `build_parser` only parses: it stores the chosen command's name in ``command``, and
 `ecr_layers._cli` runs it.  A malformed command line raises `UsageError` (one line,
-exit 2) instead of argparse's usage dump and ``sys.exit``.
+exit 2) instead of argparse's usage dump and ``sys.exit``.  The exit statuses its help
+lists are `ecr_layers._cli_output`'s.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-
-class UsageError(Exception):
-    """The command line itself is wrong: an unknown option, a missing or malformed argument."""
-
+from ._cli_output import DEBUG_ENV, EXIT_CODES, MEANINGS, UsageError
 
 #: ``--parallel``'s range; `download_layer` enforces the same one.
 PARALLEL_MIN, PARALLEL_MAX = 1, 16
@@ -69,9 +67,6 @@ def _seconds(text: str) -> float:
 
 def _epilog() -> str:
     import textwrap
-
-    # Imported here, not at the top: _cli imports this module, and the table lives there.
-    from ._cli import DEBUG_ENV, EXIT_CODES, MEANINGS
 
     lines = ["exit status:"]
     for code, meaning in MEANINGS.items():

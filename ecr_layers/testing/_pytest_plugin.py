@@ -1,15 +1,21 @@
 """
 The ``local_ecr`` pytest fixture, registered through the ``pytest11`` entry point.
+
+pytest loads this module in every test run of every project that has ecr-layers
+installed, so it imports LocalECR only inside the fixture: a run that never asks
+for ``local_ecr`` never imports the server.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ._server import LocalECR
+if TYPE_CHECKING:
+    from ._server import LocalECR
 
 # Variables that would steer botocore away from the LocalECR endpoint or its
 # credentials: a profile, a session token, another endpoint.
@@ -37,6 +43,8 @@ def local_ecr(
     default client, is put back afterwards.
     """
     from ecr_layers import set_default_client
+
+    from ._server import LocalECR
 
     with LocalECR() as ecr:
         for name in _CLEARED:

@@ -1,0 +1,74 @@
+"""
+``ecr-layers serve``: run a LocalECR until Ctrl-C, after printing the lines that point
+another shell at it.  Errors and exit statuses are `ecr_layers._cli`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from ._cli_output import UsageError
+
+if TYPE_CHECKING:
+    from .testing import LocalECR, SeededImage
+
+
+def serve(args: argparse.Namespace) -> int:
+    # Looked up at run time, on the package: tests replace it there.
+    from .testing import LocalECR
+
+    try:
+        ecr = LocalECR(host=args.host, port=args.port, storage_dir=args.storage_dir)
+    except socket.gaierror as exc:
+        raise UsageError(
+            f"ecr-layers serve: error: argument --host: cannot listen on {args.host!r}: "
+            f"{exc.strerror}"
+        ) from exc
+    except OSError as exc:
+        if exc.filename is None:
+            exc.add_note(f"cannot listen on {args.host}:{args.port}")
+        else:
+            exc.add_note("cannot use --storage-dir")
+        raise
+    if args.latency:
+        ecr.faults.add_latency(args.latency)
+    ecr.faults.bandwidth = args.bandwidth
+    # Ctrl-C is how serve is meant to end, whenever it comes: exit 0.
+    with contextlib.suppress(KeyboardInterrupt), ecr:
+        _print_banner(ecr, ecr.seed_demo_image() if args.seed else None)
+        while True:
+            time.sleep(3600)
+    return 0
+
+
+def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+
+    say(f"# LocalECR serving on {ecr.endpoint_url}, region {ecr.region_name}; Ctrl-C stops it.")
+    say("# To use it from another shell, paste these lines (LocalECR's fixed test")
+    say("# credentials, not secrets; requests signed with any others are refused):")
+    for name, value in ecr.env().items():
+        say(f"export {name}={shlex.quote(value)}")
+    if seeded is None:
+        say("# (serve --seed also pushes a demo image to try the commands on)")
+        return
+    repository, tag = shlex.quote(seeded.repository_name), seeded.tag or "latest"
+    say(
+        f"# Seeded {seeded.repository_name}:{tag}, an index of {', '.join(seeded.manifests)}; "
+        "their layers:"
+    )
+    for platform, manifest in seeded.manifests.items():
+        for layer in manifest.layers:
+            say(f"#   {platform:<16} {layer.digest}")
+    digests = [layer.digest for layer in next(iter(seeded.manifests.values())).layers]
+    say("# Then try:")
+    say(f"ecr-layers image {repository} {tag}")
+    say(f"ecr-layers pull {repository} {tag} -o ./layout")
+    say(f"ecr-layers url {repository} {digests[0]}")
+    say(f"ecr-layers download {repository} {digests[-1]} -o .")
