@@ -21,6 +21,14 @@ from .hostile import point_at
 from .imaging import Synchronous
 
 DEADLINE = 1.5
+
+
+@pytest.fixture
+def ecr(local_ecr: LocalECR) -> LocalECR:
+    """``either``'s LocalECR: the one the environment and the default client point at."""
+    return local_ecr
+
+
 POLICY = ecr_layers.RetryPolicy(attempts=100, wait_initial=0.01, wait_jitter=0, timeout=DEADLINE)
 
 BEHAVIOURS = {
@@ -102,3 +110,39 @@ def _api_call(kind: str, endpoint: str, call: str, args: tuple[str, str]) -> Non
             await getattr(client, call)(*args)
 
     asyncio.run(main())
+
+
+@pytest.mark.either(download_retry_policy=POLICY)
+@pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
+def test_a_pull_ends_by_its_deadline_whatever_the_blob_host_does(
+    behaviour: str,
+    either: Synchronous,
+    local_ecr: LocalECR,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ecr_layers.aio import AsyncLayerClient
+    from ecr_layers.testing import tar_layer
+
+    local_ecr.push_layers_image("team/app", "v1", [tar_layer({"a": b"a"})])
+    with hostile.serving(BEHAVIOURS[behaviour]) as host:
+
+        def urls(*args: object, **kwargs: object) -> dict[str, ecr_layers.LayerUrl]:
+            digests = kwargs.get("layer_digests", args[2] if len(args) > 2 else [])
+            return {d: ecr_layers.LayerUrl(host.url(), d) for d in digests}  # type: ignore[attr-defined]
+
+        async def urls_async(*args: object, **kwargs: object) -> dict[str, ecr_layers.LayerUrl]:
+            return urls(*args, **kwargs)
+
+        monkeypatch.setattr(ecr_layers.LayerClient, "get_layer_urls", urls)
+        monkeypatch.setattr(AsyncLayerClient, "get_layer_urls", urls_async)
+        point_at(monkeypatch, host)  # renewals too
+        started = time.monotonic()
+        with pytest.raises(ecr_layers.EndpointTimeout):
+            either.pull_image("team/app", "v1", tmp_path / "layout")
+        elapsed = time.monotonic() - started
+        assert host.requests >= 1
+    assert elapsed < DEADLINE + 2, elapsed
+    assert not (tmp_path / "layout" / "index.json").exists()
+    staging = tmp_path / "layout" / ".ecr-layers-staging"
+    assert not staging.exists() or list(staging.iterdir()) == []
