@@ -102,7 +102,7 @@ class mapped_errors:
         layer = context(self._params) if self._params is not None else None
         if scope is not None and scope.stopped:
             raise KeyboardInterrupt from None  # as a download stops: see _host.Job.cancel
-        if scope is not None and scope.expired() and not isinstance(exc, ECRError):
+        if scope is not None and (scope.late or scope.expired()) and not isinstance(exc, ECRError):
             raise EndpointTimeout(
                 "the API call did not finish by its deadline", layer=layer, image=self._image
             ) from exc

@@ -168,6 +168,7 @@ def download(downloads: Downloads, request: DownloadRequest) -> pathlib.Path:
     finally:
         if sink is not None:
             sink.close()
+        job.finish()
 
 
 def _fetch(job: Job, sink: Sink, parallel: int | None) -> None:

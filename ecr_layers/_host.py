@@ -253,7 +253,7 @@ class Job:
         """After a failed request: raise for a stop or the deadline, which ended it."""
         if self._scope.stopped or self.cancelled.is_set():
             raise KeyboardInterrupt from None
-        if self._scope.expired():
+        if self._scope.late or self._scope.expired():
             raise EndpointTimeout("the download did not finish by its deadline", layer=self.layer)
 
     def done(self, response: urllib3.BaseHTTPResponse, *, whole: bool) -> None:
@@ -263,6 +263,10 @@ class Job:
         if not whole:
             response.close()
         response.release_conn()
+
+    def finish(self) -> None:
+        """The download is over: its connections are no longer watched for it."""
+        self._scope.end()
 
     def cancel(self) -> None:
         """Stop every worker now: flag them, and wake the ones blocked in a read."""

@@ -220,4 +220,5 @@ class LayerStream(io.RawIOBase):
         """Release the connection (closed if the body was not read to its end)."""
         if not self.closed:
             self._drop()
+            self._job.finish()
         super().close()

@@ -1,94 +1,35 @@
 """
-Deadlines that hold while a response's head arrives: a watchdog that shuts a socket.
+Deadlines that hold while a response's head arrives: a watchdog that shuts sockets.
 
 A socket's read timeout restarts with every byte, so a host that sends a response's
 status line and then one header byte a second, a flood of ``100 Continue``, or an
 error body a byte at a time, could hold a request for as long as it liked.  Reads
 between our own checks cannot see the clock; this thread can.  A request made in a
-`Scope` (a download's, or an API call's) has each connection's socket watched while
-it waits for the response's head: at the scope's deadline, or when the scope is
-cancelled (Ctrl-C, a cancelled task), the socket is shut down, and the blocked read
-ends at once.  The caller then raises the typed error for the deadline or the stop.
+`Scope` (a download's, or an API call's) has its socket in the scope while it waits
+for the answer; at the scope's deadline the watchdog shuts those sockets, and when the
+scope is stopped (Ctrl-C, a cancelled task) it shuts them itself.  A blocked read then
+ends at once, and the caller raises the typed error for the deadline or the stop.
 
-The connection classes here are urllib3's (the download pool's) and botocore's (its
-API pool's), each with only ``getresponse`` watched.
+The watchdog looks at the scopes in force a few times a second, not at each request:
+a request costs a set insertion, so bounding every API call costs next to nothing.
+The connection classes watched are urllib3's (the download pool's) and botocore's (its
+API pool's), each with only ``getresponse`` changed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import attrs
-
-
-@attrs.define(eq=False)
-class _Watch:
-    deadline: float
-    sock: Any
-    live: bool = True
-
-
-class Watchdog:
-    """One thread for the process, started on first use, that shuts sockets at their
-    deadlines."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._order = itertools.count()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._ended = 0  # watches ended but still on the heap
-
-    def arm(self, sock: Any, deadline: float) -> _Watch:
-        r"""Shut *sock* down at *deadline* (``time.monotonic``), unless `disarm`\ ed first."""
-        watch = _Watch(deadline, sock)
-        with self._wake:
-            heapq.heappush(self._heap, (deadline, next(self._order), watch))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="ecr-layers-watchdog", daemon=True
-                )
-                self._thread.start()
-            elif self._heap[0][2] is watch:
-                self._wake.notify()  # an earlier deadline than the one it waits for
-        return watch
-
-    def disarm(self, watch: _Watch) -> None:
-        with self._wake:
-            if not watch.live:
-                return
-            watch.live, watch.sock = False, None
-            self._ended += 1
-            # Deadlines can be an hour away: ended watches are swept out in bulk rather
-            # than left to pile up until their time comes.
-            if self._ended > 64 and self._ended * 2 > len(self._heap):
-                self._heap = [entry for entry in self._heap if entry[2].live]
-                heapq.heapify(self._heap)
-                self._ended = 0
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._heap:
-                    self._wake.wait()
-                deadline, _, watch = self._heap[0]
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._wake.wait(left)
-                    continue
-                heapq.heappop(self._heap)
-                if not watch.live:
-                    self._ended -= 1
-                    continue
-                watch.live, sock, watch.sock = False, watch.sock, None
-            shut(sock)
+#: How often the watchdog looks for scopes past their deadline, in seconds: the
+#: precision of a deadline that only the watchdog can enforce.
+TICK = 0.1
+#: Ticks with nothing to watch before the watchdog sleeps until there is.
+IDLE_AFTER = 20
 
 
 def shut(sock: Any) -> None:
@@ -97,79 +38,109 @@ def shut(sock: Any) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-WATCHDOG = Watchdog()
-
-
-@attrs.define(eq=False)
 class Scope:
     """What a request made in it is bound by: a deadline and a way to be stopped.
 
-    A download's scope watches each socket only while it waits for a response's head
+    A download's scope holds each socket only while it waits for a response's head
     (`waiting`): its connections go back to a pool that other downloads share.  An API
-    call's (*hold*) watches each socket until the call ends (`end`): botocore reads
-    the whole answer, error bodies included, before it returns.
+    call's (*hold*) holds each socket until the call ends (`end`): botocore reads the
+    whole answer, error bodies included, before it returns.
     """
 
-    deadline: float | None
-    hold: bool = False
-    stopped: bool = False
-    _socks: set[Any] = attrs.Factory(set)
-    _held: list[_Watch] = attrs.Factory(list)
-    _children: list[Scope] = attrs.Factory(list)
-    _lock: threading.Lock = attrs.Factory(threading.Lock)
+    __slots__ = (
+        "_children",
+        "_lock",
+        "_socks",
+        "_watched",
+        "deadline",
+        "hold",
+        "late",
+        "stopped",
+    )
 
-    def stop(self) -> None:
-        """Shut every socket waiting for a response in this scope, now and from now on."""
+    def __init__(self, deadline: float | None, *, hold: bool = False) -> None:
+        self.deadline = deadline
+        self.hold = hold
+        #: Stopped: its sockets shut, and every socket entering it shut at once.
+        self.stopped = False
+        #: Past its deadline, as the watchdog found: its sockets shut, the same way.
+        self.late = False
+        self._socks: set[Any] = set()
+        self._children: list[Scope] = []
+        self._lock = threading.Lock()
+        self._watched = False
+
+    def stop(self, *, late: bool = False) -> None:
+        """Shut every socket waiting for an answer in this scope, now and from now on:
+        stopped, or (*late*) past the deadline."""
         with self._lock:
-            self.stopped = True
+            if late:
+                self.late = True
+            else:
+                self.stopped = True
             socks, children = list(self._socks), list(self._children)
         for sock in socks:
             shut(sock)
-        for child in children:
-            child.stop()
+        if not late:
+            for child in children:
+                child.stop()
+
+    @property
+    def cut(self) -> bool:
+        """Whether a socket in this scope may have been shut by it."""
+        return self.stopped or self.late
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def call(self, deadline: float | None) -> Scope:
         """A scope for one API call made within this one (a download's URL renewal):
         bound by the earlier deadline, and stopped with this one."""
         if self.deadline is not None and (deadline is None or self.deadline < deadline):
             deadline = self.deadline
-        child = Scope(deadline, hold=True, stopped=self.stopped)
+        child = Scope(deadline, hold=True)
         with self._lock:
-            self._children = [c for c in self._children if c._held or c._socks]
+            child.stopped = self.stopped
+            self._children = [c for c in self._children if c._socks]
             self._children.append(child)
         return child
 
+    def enter(self, sock: Any) -> None:
+        """*sock* waits for an answer in this scope, until `leave` (or `end`, if held)."""
+        with self._lock:
+            self._socks.add(sock)
+            stopped = self.stopped or self.late
+            watch = not self._watched and self.deadline is not None
+            self._watched = self._watched or watch
+        if watch:
+            WATCHDOG.add(self)
+        if stopped:
+            shut(sock)
+
+    def leave(self, sock: Any) -> None:
+        if not self.hold:
+            with self._lock:
+                self._socks.discard(sock)
+
     @contextlib.contextmanager
     def waiting(self, sock: Any) -> Iterator[None]:
-        """The block in which *sock* waits for (part of) a response: bounded by the scope."""
+        """The block in which *sock* waits for (part of) an answer: bounded by the scope."""
         if sock is None:  # not connected: nothing to wait on
             yield
             return
-        with self._lock:
-            if self.stopped:
-                shut(sock)
-            self._socks.add(sock)
-        watch = None if self.deadline is None else WATCHDOG.arm(sock, self.deadline)
+        self.enter(sock)
         try:
             yield
         finally:
-            if watch is not None and self.hold:
-                self._held.append(watch)  # until `end`
-            elif watch is not None:
-                WATCHDOG.disarm(watch)
-            if not self.hold:
-                with self._lock:
-                    self._socks.discard(sock)
+            self.leave(sock)
 
     def end(self) -> None:
-        """Stop watching the sockets held: the call is over, its connections reusable."""
-        for watch in self._held:
-            WATCHDOG.disarm(watch)
-        self._held.clear()
-        self._socks.clear()
-
-    def expired(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        """The scope's requests are over: its connections are reusable, unwatched."""
+        with self._lock:
+            self._socks.clear()
+            watched, self._watched = self._watched, False
+        if watched:
+            WATCHDOG.discard(self)
 
     @contextlib.contextmanager
     def current(self) -> Iterator[Scope]:
@@ -180,6 +151,54 @@ class Scope:
         finally:
             enter_scope(previous)
 
+
+class Watchdog:
+    """One thread for the process, started on first use and idle while no scope is
+    watched, that stops scopes at their deadlines."""
+
+    def __init__(self) -> None:
+        self._scopes: set[Scope] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._idle = False
+
+    def add(self, scope: Scope) -> None:
+        with self._wake:
+            self._scopes.add(scope)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="ecr-layers-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif self._idle:
+                self._idle = False
+                self._wake.notify()
+
+    def discard(self, scope: Scope) -> None:
+        with self._wake:
+            self._scopes.discard(scope)
+
+    def _run(self) -> None:
+        quiet = 0  # ticks in a row with nothing to watch
+        while True:
+            with self._wake:
+                if quiet >= IDLE_AFTER:
+                    # Asleep until a scope is added; awake, it ticks on a while after
+                    # the last one ends, so that a run of calls costs no wake-up each.
+                    self._idle = True
+                    while self._idle:
+                        self._wake.wait()
+                    quiet = 0
+                now = time.monotonic()
+                due = [s for s in self._scopes if s.deadline is not None and s.deadline <= now]
+                self._scopes.difference_update(due)
+                quiet = 0 if self._scopes else quiet + 1
+            for scope in due:
+                scope.stop(late=True)
+            time.sleep(TICK)  # a tick, not a wait for something: nothing wakes it early
+
+
+WATCHDOG = Watchdog()
 
 _local = threading.local()
 
@@ -197,7 +216,7 @@ def enter_scope(scope: Scope | None) -> Scope | None:
 
 
 class Cut(OSError):
-    """A wait for a response that `Scope` ended: at its deadline, or stopped."""
+    """A wait for an answer that `Scope` ended: at its deadline, or stopped."""
 
 
 class Watched:
@@ -210,12 +229,15 @@ class Watched:
         sock = self.sock
         if scope is None or sock is None:
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        with scope.waiting(sock):
+        scope.enter(sock)
+        try:
             response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        if scope.stopped or scope.expired():
+        finally:
+            scope.leave(sock)
+        if scope.cut:
             # Cut by us: what http.client made of a head it never finished is no answer.
             response.close()
-            raise Cut("the response's head did not arrive by the deadline, or was stopped")
+            raise Cut("the answer's head did not arrive by the deadline, or was stopped")
         return response
 
 
