@@ -60,7 +60,15 @@ from ._exceptions import (
     UpstreamTooManyRequests,
     UpstreamUnavailable,
 )
-from ._retry import RetryBudget, RetryPolicy, is_testing, set_testing
+from ._retry import (
+    RetryBudget,
+    RetryDetails,
+    RetryPolicy,
+    get_on_retry_hooks,
+    is_testing,
+    set_on_retry_hooks,
+    set_testing,
+)
 from ._url import LayerUrl, RedactingFilter, redact_url
 
 __all__ = [
@@ -98,6 +106,7 @@ __all__ = [
     "RedactingFilter",
     "RepositoryNotFound",
     "RetryBudget",
+    "RetryDetails",
     "RetryPolicy",
     "ServerError",
     "Throttled",
@@ -117,11 +126,13 @@ __all__ = [
     "get_image",
     "get_layer_url",
     "get_layer_urls",
+    "get_on_retry_hooks",
     "is_testing",
     "open_layer",
     "pull_image",
     "redact_url",
     "set_default_client",
+    "set_on_retry_hooks",
     "set_testing",
 ]
 

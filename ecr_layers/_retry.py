@@ -1,12 +1,16 @@
 """
-The one retry layer: `RetryPolicy`, the retry budget, the testing switch, and the loop.
+The one retry layer: `RetryPolicy`, the retry budget, the switches (test mode,
+on-retry hooks), and the loop that API calls and downloads both go through.
 
-API calls and downloads both go through `call`.  The first attempt runs without any
-retry machinery; tenacity is imported and a ``Retrying`` built only once an attempt
-has failed with a `TransientError`, so a successful call costs what the botocore
-call costs.  Everything the loop decides (stop, wait) is computed from tenacity's
-`RetryCallState` and from the attempt number of the last try that moved a download
-forward, which only the attempt itself records: never a counter bumped in ``stop``.
+The first try runs without any retry machinery, so a successful call costs what
+the botocore call costs.  Once it has failed with a `TransientError`, tenacity is
+imported, and its loop (what ``Retrying.__call__`` does) carries on from there:
+the first try's outcome is recorded in a ``RetryCallState`` as attempt 1, never
+run again or re-raised into tenacity.  tenacity decides (retry, wait, stop) from
+that state and from the attempt number of the last try that moved a download
+forward; its ``stop`` and ``wait`` only read.  When it schedules a retry, the loop
+pays for it from the budget (the one place tokens are spent) and then calls the
+on-retry hooks, the log line among them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -125,50 +129,138 @@ class RetryBudget:
                 self._tokens = min(self.capacity, self.available + amount)
 
 
-class _Testing:
-    # A plain class, as _Run: attrs classes cost import time, and neither is public.
-    __slots__ = ("attempts", "enabled")
+@attrs.frozen
+class RetryDetails:
+    """What an on-retry hook is told: a try failed, and another is scheduled after *wait*.
 
-    def __init__(self, enabled: bool = False, attempts: int = 1) -> None:
-        self.enabled = enabled
-        self.attempts = attempts
+    One value rather than keyword arguments, so that a field added later does not
+    break the hooks already written (as stamina's ``RetryDetails``).
+    """
+
+    #: The number of the try that failed, from 1: tenacity's attempt number.
+    attempt: int
+    #: Why it failed.  Its ``code`` and ``request_id`` identify the failure; its
+    #: message may hold more than a log line should.
+    error: TransientError
+    #: Seconds until the next try (0 in test mode).
+    wait: float
 
 
-_TESTING = _Testing()
+def log_retry(details: RetryDetails) -> None:
+    """The default hook: one warning line on the ``ecr_layers`` logger per retry."""
+    error = details.error
+    # Never the URL or the message: only what identifies the failure.
+    _log.warning(
+        "ecr_layers: attempt %d failed with %s (request id %s); retrying in %.3fs",
+        details.attempt,
+        error.code,
+        error.request_id,
+        details.wait,
+    )
 
 
-@contextlib.contextmanager
-def _restoring(previous: _Testing) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        _TESTING.enabled, _TESTING.attempts = previous.enabled, previous.attempts
+#: An on-retry hook: called with the `RetryDetails` of each retry scheduled.
+RetryHook = Callable[[RetryDetails], None]
+
+
+class _Config:
+    # The process-wide switches.  A plain class, as _Run: attrs classes cost
+    # import time, and neither is public.
+    __slots__ = ("on_retry", "testing", "testing_attempts")
+
+    def __init__(self) -> None:
+        self.testing = False
+        self.testing_attempts = 1
+        self.on_retry: tuple[RetryHook, ...] = (log_retry,)
+
+
+_CONFIG = _Config()
+
+
+class _Restore(contextlib.AbstractContextManager[None]):
+    """What a switch returns: used as a context manager, it puts back on exit what
+    the switch replaced; called as a plain function, the switch simply stays."""
+
+    __slots__ = ("_put_back",)
+
+    def __init__(self, put_back: Callable[[], None]) -> None:
+        self._put_back = put_back
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self._put_back()
 
 
 def set_testing(testing: bool, *, attempts: int = 1) -> contextlib.AbstractContextManager[None]:
-    """Turn test mode on or off for the whole process.
+    """Turn test mode on or off for the whole process, at once.
 
     In test mode nothing waits between attempts and at most *attempts* tries are
     made (1 by default: no retries), so a test suite that provokes failures does
-    not sleep.  Used as a context manager (``with set_testing(True):``), it puts the
-    previous setting back on exit.
+    not sleep.  Called as a plain function, the setting stays until changed.  Used
+    as a context manager (``with set_testing(True):``), it puts back on exit the
+    setting from before the call, *attempts* included, so nested uses unwind one
+    level at a time (as stamina's ``set_testing``).
     """
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts!r}")
-    previous = _Testing(_TESTING.enabled, _TESTING.attempts)
-    _TESTING.enabled = testing
-    _TESTING.attempts = attempts
-    return _restoring(previous)
+    previous = (_CONFIG.testing, _CONFIG.testing_attempts)
+    _CONFIG.testing, _CONFIG.testing_attempts = bool(testing), attempts
+
+    def put_back() -> None:
+        _CONFIG.testing, _CONFIG.testing_attempts = previous
+
+    return _Restore(put_back)
 
 
 def is_testing() -> bool:
     """Return whether test mode is on (see `set_testing`)."""
-    return _TESTING.enabled
+    return _CONFIG.testing
+
+
+def set_on_retry_hooks(
+    hooks: Iterable[RetryHook] | None,
+) -> contextlib.AbstractContextManager[None]:
+    """Set the functions called, for the whole process, each time a retry is scheduled.
+
+    Each hook is called with a `RetryDetails` (the attempt that failed, its error,
+    the wait before the next one) after the retry budget has paid for that retry
+    and before the wait; a retry that is not made is never reported.  *None* puts
+    back the default, a warning line on the ``ecr_layers`` logger; an empty
+    iterable turns instrumentation off, that line included.  To add a hook and
+    keep the line: ``set_on_retry_hooks([*get_on_retry_hooks(), hook])``.  A hook
+    that raises is logged and skipped: instrumentation never fails a download.
+    Used as a context manager, it puts the previous hooks back on exit.
+
+    Process-wide rather than a `RetryPolicy` field, as stamina's hooks are:
+    metrics, tracing and logging are set up once by the application, and so
+    reach every client (the default client and those other libraries make
+    included) and every download, whose policy is derived from the API call's.
+    """
+    chosen = (log_retry,) if hooks is None else tuple(hooks)
+    for hook in chosen:
+        if not callable(hook):
+            raise TypeError(f"an on-retry hook must be callable, got {hook!r:.60}")
+    previous = _CONFIG.on_retry
+    _CONFIG.on_retry = chosen
+
+    def put_back() -> None:
+        _CONFIG.on_retry = previous
+
+    return _Restore(put_back)
+
+
+def get_on_retry_hooks() -> tuple[RetryHook, ...]:
+    """Return the hooks called each time a retry is scheduled (see `set_on_retry_hooks`)."""
+    return _CONFIG.on_retry
 
 
 def effective_attempts(policy: RetryPolicy) -> int:
     """Return the tries *policy* allows, capped by test mode."""
-    return min(policy.attempts, _TESTING.attempts) if _TESTING.enabled else policy.attempts
+    if _CONFIG.testing:
+        return min(policy.attempts, _CONFIG.testing_attempts)
+    return policy.attempts
 
 
 def backoff(policy: RetryPolicy, failures: int, error: BaseException | None = None) -> float:
@@ -177,7 +269,7 @@ def backoff(policy: RetryPolicy, failures: int, error: BaseException | None = No
     Throttling waits from `RetryPolicy.wait_throttled`, and a server's ``Retry-After``
     is honoured when it asks for longer.  Zero in test mode.
     """
-    if _TESTING.enabled:
+    if _CONFIG.testing:
         return 0.0
     base = policy.wait_throttled if isinstance(error, Throttled) else policy.wait_initial
     exponential = base * 2 ** (max(1, failures) - 1)
@@ -192,87 +284,121 @@ MadeProgress = Callable[[BaseException], bool]
 
 
 class _Run:
-    """One call's retry bookkeeping: what ``stop`` and ``wait`` read."""
+    """One call's retries once its first try has failed: tenacity's machine and
+    state, and the little the loop itself records (progress, tokens spent)."""
 
     __slots__ = (
         "attempts",
         "budget",
         "deadline",
+        "machine",
         "out_of_budget",
         "policy",
+        "progress",
         "progressed_at",
         "spent",
+        "state",
     )
 
     def __init__(
-        self, policy: RetryPolicy, budget: RetryBudget | None, deadline: float | None, attempts: int
+        self,
+        first: TransientError,
+        policy: RetryPolicy,
+        budget: RetryBudget | None,
+        deadline: float | None,
+        progress: MadeProgress | None,
     ) -> None:
+        """Start from the first try's failure; raise it if no retry may follow."""
         self.policy = policy
         self.budget = budget
         self.deadline = deadline
-        self.attempts = attempts
+        self.progress = progress
+        self.attempts = effective_attempts(policy)
         #: Attempt number of the last try that moved the download forward (0: none).
-        self.progressed_at = 0
+        self.progressed_at = 1 if progress is not None and progress(first) else 0
+        if self.failures(1) >= self.attempts:
+            # What `_stop` would say: said here, a call that may not retry (test
+            # mode, a client that retries by itself) never imports tenacity.
+            first.attempts = 1
+            raise first
         self.spent = 0
         self.out_of_budget = False
+        import tenacity  # Deferred: a process that never retries never imports it.
+
+        self.machine = tenacity.Retrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        self.machine.begin()
+        # The first try already ran: its outcome is recorded, as tenacity's own
+        # loop records each try, so that tenacity decides from attempt 1 on.
+        self.state = tenacity.RetryCallState(self.machine, fn=None, args=(), kwargs={})
+        self.state.set_exception((type(first), first, first.__traceback__))
 
     def failures(self, attempt_number: int) -> int:
         """Failed tries in a row without progress, once attempt *attempt_number* failed."""
         return attempt_number - self.progressed_at
 
-    def stop(self, state: tenacity.RetryCallState) -> bool:
+    # tenacity's `stop` and `wait` read the state and what the loop recorded;
+    # they change nothing (the budget is spent in `scheduled`).
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
         if self.failures(state.attempt_number) >= self.attempts:
             return True
-        if self.deadline is not None and time.monotonic() + state.upcoming_sleep > self.deadline:
-            return True
-        if self.budget is not None:
-            assert state.outcome is not None
-            cost = self.budget.acquire(state.outcome.exception())  # type: ignore[arg-type]
-            self.out_of_budget = cost == 0
-            self.spent += cost
-            return self.out_of_budget
-        return False
+        return self.deadline is not None and (
+            time.monotonic() + state.upcoming_sleep > self.deadline
+        )
 
-    def tenacity_options(self) -> dict[str, Any]:
-        import tenacity
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, DownloadUrlExpired):
+            return 0.0  # nothing to wait for: a fresh URL is one call away
+        return backoff(self.policy, self.failures(state.attempt_number), error)
 
-        return {
-            "stop": self.stop,
-            "wait": self.wait,
-            "retry": tenacity.retry_if_exception_type(TransientError),
-            "before_sleep": log_retry,
-            "reraise": True,
-        }
-
-    def replay(self, number: int, first: TransientError) -> None:
-        """Tenacity's attempt 1 is the one already made: re-raise its error, so that
-        attempt numbers, waits and the deadline count it."""
-        if number == 1:
-            raise first
-
-    def failed(self, number: int, error: TransientError, progress: MadeProgress | None) -> None:
-        if progress is not None and progress(error):
+    def failed(self, exc: Exception) -> None:
+        """Record a later try's failure, for tenacity to decide on."""
+        number = self.state.attempt_number
+        if self.progress is not None and isinstance(exc, TransientError) and self.progress(exc):
             self.progressed_at = number
+        self.state.set_exception((type(exc), exc, exc.__traceback__))
+
+    def scheduled(self) -> None:
+        """A retry tenacity has scheduled: pay for it, tell the hooks, and move the
+        state on to the next attempt.  The one place the budget is spent: a retry
+        the budget cannot pay for is not made, and its error is raised."""
+        state = self.state
+        assert state.outcome is not None
+        error = state.outcome.exception()
+        assert isinstance(error, TransientError)  # tenacity retries nothing else
+        if self.budget is not None:
+            cost = self.budget.acquire(error)
+            if not cost:
+                self.out_of_budget = True
+                raise error
+            self.spent += cost
+        details = RetryDetails(state.attempt_number, error, state.upcoming_sleep)
+        for hook in _CONFIG.on_retry:
+            try:
+                hook(details)
+            except Exception:
+                _log.exception("ecr_layers: on-retry hook %r raised; ignored", hook)
+        state.prepare_for_next_attempt()
 
     def succeeded(self, result: T) -> T:
         if self.budget is not None:
             self.budget.refund(self.spent)
         return result
 
-    def finished(self, exc: ECRError, statistics: dict[str, Any]) -> None:
+    def finished(self, exc: ECRError) -> None:
         """Tell *exc*, the call's last error, how many tries were made (and why no more)."""
-        exc.attempts = statistics.get("attempt_number", 1)
+        exc.attempts = self.state.attempt_number
         if self.out_of_budget:
             exc.message += (
                 "; not retried: this client's retry budget is spent "
                 "(too many failures lately across its calls)"
             )
-
-    def wait(self, state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, DownloadUrlExpired):
-            return 0.0  # nothing to wait for: a fresh URL is one call away
-        return backoff(self.policy, self.failures(state.attempt_number), error)
 
 
 def call(
@@ -301,27 +427,30 @@ def call(
     except ECRError as exc:
         exc.attempts = 1
         raise
-    run = _second_try(first, policy, budget, deadline, progress)
-    import tenacity  # Deferred: a process that never retries never imports it.
+    run = _Run(first, policy, budget, deadline, progress)
+    import tenacity
 
-    options = run.tenacity_options()
-    if stop is not None:
-        options["sleep"] = _sleep_unless(stop)
-    machine = tenacity.Retrying(**options)
+    sleep = time.sleep if stop is None else _sleep_unless(stop)
+    # tenacity's own loop (`Retrying.__call__`), entered with attempt 1 recorded.
     try:
-        for try_ in machine:
-            with try_:
-                run.replay(try_.retry_state.attempt_number, first)
+        while True:
+            action = run.machine.iter(run.state)
+            if isinstance(action, tenacity.DoAttempt):
                 try:
-                    result = attempt()
-                except TransientError as exc:
-                    run.failed(try_.retry_state.attempt_number, exc, progress)
-                    raise
+                    result: T = attempt()
+                except Exception as exc:  # recorded: tenacity says whether to retry it
+                    run.failed(exc)
+                else:
+                    run.state.set_result(result)
+            elif isinstance(action, tenacity.DoSleep):
+                run.scheduled()
+                sleep(action)
+            else:
+                result = action  # tenacity hands back what the successful try returned
                 return run.succeeded(result)
     except ECRError as exc:
-        run.finished(exc, machine.statistics)
+        run.finished(exc)
         raise
-    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
 async def call_async(
@@ -332,7 +461,11 @@ async def call_async(
     progress: MadeProgress | None = None,
     deadline: float | None = None,
 ) -> T:
-    """`call` for a coroutine: the same rules and bookkeeping, with tenacity's async loop."""
+    """`call` for a coroutine: the same rules, the same engine, and an `asyncio.sleep`.
+
+    tenacity's decisions (retry, wait, stop) are plain functions of its state, so
+    the synchronous ``Retrying`` makes them for both; only the wait differs.
+    """
     deadline = _deadline(policy, deadline)
     try:
         return await attempt()
@@ -341,24 +474,30 @@ async def call_async(
     except ECRError as exc:
         exc.attempts = 1
         raise
-    run = _second_try(first, policy, budget, deadline, progress)
+    run = _Run(first, policy, budget, deadline, progress)
+    import asyncio
+
     import tenacity
 
-    machine = tenacity.AsyncRetrying(**run.tenacity_options())
     try:
-        async for try_ in machine:
-            with try_:
-                run.replay(try_.retry_state.attempt_number, first)
+        while True:
+            action = run.machine.iter(run.state)
+            if isinstance(action, tenacity.DoAttempt):
                 try:
-                    result = await attempt()
-                except TransientError as exc:
-                    run.failed(try_.retry_state.attempt_number, exc, progress)
-                    raise
+                    result: T = await attempt()
+                except Exception as exc:
+                    run.failed(exc)
+                else:
+                    run.state.set_result(result)
+            elif isinstance(action, tenacity.DoSleep):
+                run.scheduled()
+                await asyncio.sleep(action)
+            else:
+                result = action  # tenacity hands back what the successful try returned
                 return run.succeeded(result)
     except ECRError as exc:
-        run.finished(exc, machine.statistics)
+        run.finished(exc)
         raise
-    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
 def _sleep_unless(stop: threading.Event) -> Callable[[float], None]:
@@ -377,35 +516,3 @@ def _deadline(policy: RetryPolicy, deadline: float | None) -> float | None:
     if deadline is None and policy.timeout is not None:
         return time.monotonic() + policy.timeout
     return deadline
-
-
-def _second_try(
-    first: TransientError,
-    policy: RetryPolicy,
-    budget: RetryBudget | None,
-    deadline: float | None,
-    progress: MadeProgress | None,
-) -> _Run:
-    """The bookkeeping of a call whose first try failed; raise *first* if none may follow."""
-    run = _Run(policy, budget, deadline, effective_attempts(policy))
-    if progress is not None and progress(first):
-        run.progressed_at = 1
-    if run.failures(1) >= run.attempts:
-        first.attempts = 1
-        raise first
-    return run
-
-
-def log_retry(state: tenacity.RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome is not None else None
-    code = getattr(exc, "code", type(exc).__name__)
-    request_id = getattr(exc, "request_id", None)
-    wait = state.next_action.sleep if state.next_action is not None else 0.0
-    # Never the URL or the message: only what identifies the failure.
-    _log.warning(
-        "ecr_layers: attempt %d failed with %s (request id %s); retrying in %.3fs",
-        state.attempt_number,
-        code,
-        request_id,
-        wait,
-    )

@@ -41,6 +41,7 @@ def test_all_is_pinned() -> None:
             "RedactingFilter",
             "RepositoryNotFound",
             "RetryBudget",
+            "RetryDetails",
             "RetryPolicy",
             "ServerError",
             "Throttled",
@@ -60,11 +61,13 @@ def test_all_is_pinned() -> None:
             "get_image",
             "get_layer_url",
             "get_layer_urls",
+            "get_on_retry_hooks",
             "is_testing",
             "open_layer",
             "pull_image",
             "redact_url",
             "set_default_client",
+            "set_on_retry_hooks",
             "set_testing",
         ]
     )

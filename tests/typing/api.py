@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import pathlib
+from collections.abc import Callable
 from typing import Any, assert_type
 
 import ecr_layers
@@ -66,6 +67,20 @@ with LayerClient(region_name="us-east-1") as scoped:
 scoped.close()
 with ecr_layers.set_testing(True):
     assert_type(ecr_layers.is_testing(), bool)
+ecr_layers.set_testing(False)  # a plain call, too
+
+
+def _on_retry(details: ecr_layers.RetryDetails) -> None:
+    assert_type(details.attempt, int)
+    assert_type(details.error, ecr_layers.TransientError)
+    assert_type(details.wait, float)
+
+
+with ecr_layers.set_on_retry_hooks([*ecr_layers.get_on_retry_hooks(), _on_retry]):
+    assert_type(
+        ecr_layers.get_on_retry_hooks(), tuple[Callable[[ecr_layers.RetryDetails], None], ...]
+    )
+ecr_layers.set_on_retry_hooks(None)
 
 # Images.
 image = client.get_image("team/app", "v1", platform="linux/arm64")
