@@ -7,6 +7,7 @@ Validated inputs, one typed exception per documented error, one retry layer.
 import logging
 from typing import TYPE_CHECKING, Any
 
+from . import _exceptions
 from ._botocore import BOTOCORE_CONFIG
 from ._client import LayerClient
 from ._default import (
@@ -20,46 +21,7 @@ from ._default import (
     pull_image,
     set_default_client,
 )
-from ._exceptions import (
-    AccessDenied,
-    BlobTooLarge,
-    ConfigurationError,
-    CredentialsError,
-    DestinationError,
-    DigestMismatch,
-    DownloadError,
-    DownloadUrlExpired,
-    ECRError,
-    EndpointTimeout,
-    EndpointUnreachable,
-    ImageError,
-    ImageInaccessible,
-    ImageNotFound,
-    ImageRef,
-    ImageReferencedByManifestList,
-    ImageTagDoesNotMatchDigest,
-    InvalidParameter,
-    InvalidResponse,
-    KmsError,
-    LayerError,
-    LayerInaccessible,
-    LayerRef,
-    LayersNotFound,
-    LimitExceeded,
-    PlatformNotFound,
-    RepositoryNotFound,
-    ServerError,
-    Throttled,
-    TransientError,
-    UnableToGetUpstreamImage,
-    UnableToGetUpstreamLayer,
-    UnknownError,
-    UnsupportedDigest,
-    UnsupportedMediaType,
-    UpstreamAccessDenied,
-    UpstreamTooManyRequests,
-    UpstreamUnavailable,
-)
+from ._exceptions import *  # noqa: F403  (every exception, as `_exceptions.__all__` lists them)
 from ._retry import (
     RetryBudget,
     RetryDetails,
@@ -73,52 +35,14 @@ from ._url import LayerUrl, RedactingFilter, redact_url
 
 __all__ = [
     "BOTOCORE_CONFIG",
-    "AccessDenied",
-    "BlobTooLarge",
-    "ConfigurationError",
-    "CredentialsError",
     "Descriptor",
-    "DestinationError",
-    "DigestMismatch",
-    "DownloadError",
-    "DownloadUrlExpired",
-    "ECRError",
-    "EndpointTimeout",
-    "EndpointUnreachable",
     "Image",
-    "ImageError",
-    "ImageInaccessible",
-    "ImageNotFound",
-    "ImageRef",
-    "ImageReferencedByManifestList",
-    "ImageTagDoesNotMatchDigest",
-    "InvalidParameter",
-    "InvalidResponse",
-    "KmsError",
     "LayerClient",
-    "LayerError",
-    "LayerInaccessible",
-    "LayerRef",
     "LayerUrl",
-    "LayersNotFound",
-    "LimitExceeded",
-    "PlatformNotFound",
     "RedactingFilter",
-    "RepositoryNotFound",
     "RetryBudget",
     "RetryDetails",
     "RetryPolicy",
-    "ServerError",
-    "Throttled",
-    "TransientError",
-    "UnableToGetUpstreamImage",
-    "UnableToGetUpstreamLayer",
-    "UnknownError",
-    "UnsupportedDigest",
-    "UnsupportedMediaType",
-    "UpstreamAccessDenied",
-    "UpstreamTooManyRequests",
-    "UpstreamUnavailable",
     "__version__",
     "default_client",
     "download_layer",
@@ -135,6 +59,8 @@ __all__ = [
     "set_on_retry_hooks",
     "set_testing",
 ]
+# The exceptions are listed once, where they are defined.
+__all__ += _exceptions.__all__
 
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ consumer such as ``tarfile`` never sees a clean end of a corrupt layer.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import time
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._download import Forward
-from ._exceptions import DigestMismatch, ECRError, EndpointUnreachable, LayerRef
+from ._exceptions import DigestMismatch, ECRError, EndpointUnreachable, LayerRef, TransientError
 from ._host import READ_ERRORS, Downloads, Job, body, check_size
 from ._transfer import Pace, check_digest, parse_range
 
@@ -115,6 +116,10 @@ class LayerStream(io.RawIOBase):
         self._error: ECRError | None = None
         self._end = False
         self._returned_at = time.monotonic()
+        #: What cut the last connection (a reconnect is paid for with it), and the
+        #: budget this stream's reconnects have spent, given back at a verified end.
+        self._cut_by: TransientError | None = None
+        self._spent = 0
 
     @property
     def position(self) -> int:
@@ -135,8 +140,16 @@ class LayerStream(io.RawIOBase):
             return 0
         # Only a try that moved the stream on resets the count of tries without progress.
         forward = Forward(lambda: self.position, self.position)
+
+        def attempt() -> int:
+            try:
+                return self._read(view)
+            except TransientError as exc:
+                self._cut_by = exc
+                raise
+
         try:
-            return int(self._job.retrying(lambda: self._read(view), forward))
+            return int(self._job.retrying(attempt, forward))
         except DigestMismatch as exc:
             self._error = exc
             raise
@@ -169,10 +182,23 @@ class LayerStream(io.RawIOBase):
             raise
         if self._end:
             self._release()
+            if self._spent and self._job.budget is not None:
+                self._job.budget.refund(self._spent)  # as a call that succeeds does
+                self._spent = 0
         return got
 
     def _connect(self) -> None:
         job = self._job
+        cut_by, budget = self._cut_by, job.budget
+        if cut_by is not None and budget is not None:
+            # Every reconnect is paid for, as a retry is: a host that cuts each
+            # connection after a byte moves the stream on, and would otherwise be
+            # reconnected to for as long as it liked, every read a success.
+            cost = budget.acquire(cut_by)
+            if not cost:
+                raise copy.copy(cut_by)  # the retry loop says why it ends here
+            self._spent += cost
+        self._cut_by = None
         self._pace = job.pace()
         response, self._url = job.open(self.position, None)
         self._response = response

@@ -213,3 +213,14 @@ def trickle_error(interval: float, status: int = 503) -> Behaviour:
             conn.sendall(b"<")
 
     return behave
+
+
+def one_byte_per_connection(conn: socket.socket, data: bytes, host: Host) -> None:
+    """Honour Range, but send one byte of it and close: every connection moves on."""
+    header = host.ranges[-1] or "bytes=0-"
+    start = int(header.split("=", 1)[1].split("-", 1)[0])
+    conn.sendall(
+        f"HTTP/1.1 206 Partial Content\r\nContent-Length: {len(data) - start}\r\n"
+        f"Content-Range: bytes {start}-{len(data) - 1}/{len(data)}\r\n\r\n".encode()
+        + data[start : start + 1]
+    )

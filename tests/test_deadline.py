@@ -146,3 +146,24 @@ def test_a_pull_ends_by_its_deadline_whatever_the_blob_host_does(
     assert not (tmp_path / "layout" / "index.json").exists()
     staging = tmp_path / "layout" / ".ecr-layers-staging"
     assert not staging.exists() or list(staging.iterdir()) == []
+
+
+@pytest.mark.either(download_retry_policy=ecr_layers.RetryPolicy(wait_initial=0, wait_jitter=0))
+def test_every_reconnect_of_a_stream_spends_the_retry_budget(
+    either: Synchronous, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that gives one byte per connection moves the stream on every time: only the
+    budget bounds it (before, 2,001 requests and counting)."""
+    budget = ecr_layers.RetryBudget()
+    monkeypatch.setattr(either.client, "budget", budget)
+    with hostile.serving(hostile.one_byte_per_connection) as host:
+        point_at(monkeypatch, host)
+        with (
+            pytest.raises(ecr_layers.EndpointUnreachable) as info,
+            either.open_layer("team/app", host.digest) as stream,
+        ):
+            stream.read()
+        # Each reconnect costs retry_cost; the budget pays for capacity / retry_cost.
+        paid = budget.capacity // budget.retry_cost
+        assert paid <= host.requests <= 2 * paid + 2, host.requests
+    assert "retry budget" in info.value.message
