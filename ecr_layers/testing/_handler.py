@@ -137,7 +137,8 @@ class Handler(BaseHTTPRequestHandler):
             return 411, "LengthRequiredException", "LocalECR needs a Content-Length header"
         lengths = set(self.headers.get_all("Content-Length") or ["0"])
         text = lengths.pop() if len(lengths) == 1 else ""
-        if not (text.isascii() and text.isdigit()):
+        # At most 20 digits: int() of thousands of digits raises (and would cost time).
+        if not (text.isascii() and text.isdigit() and len(text) <= 20):
             return 400, "BadRequestException", "Content-Length is not one non-negative integer"
         if int(text) > MAX_API_BODY:
             return (

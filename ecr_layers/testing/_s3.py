@@ -8,7 +8,8 @@ import re
 from xml.sax.saxutils import escape
 
 #: A single ``bytes=`` range: the only kind S3 honours (others get the whole object).
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# At most 20 digits a bound: a longer one is no range (and int() of thousands raises).
+RANGE = re.compile(r"bytes=(\d{0,20})-(\d{0,20})")
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
