@@ -52,7 +52,7 @@ per-session modeled exceptions do not.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Required, TypedDict, Unpack
 
 import attrs
 
@@ -114,6 +114,42 @@ class ImageRef:
     repository_name: str
     reference: str
     registry_id: str | None = None
+
+
+class _Common(TypedDict, total=False):
+    code: str | None
+    request_id: str | None
+    http_status: int | None
+    attempts: int
+    retry_after: float | None
+
+
+class Context(_Common, total=False):
+    """The context any error may carry, as `ECRError` takes it: typed keywords, the same
+    for every class, so that a subclass passes them on as one value."""
+
+    layer: LayerRef | None
+    image: ImageRef | None
+
+
+class _ImageOwn(_Common, total=False):  # ImageError's, less the image it takes itself
+    layer: LayerRef | None
+
+
+class _LayerOwn(_Common, total=False):  # LayerError's, less the layer it takes itself
+    image: ImageRef | None
+
+
+class ImageContext(_ImageOwn, total=False):
+    """`Context` for an `ImageError`, whose image is required."""
+
+    image: Required[ImageRef | None]
+
+
+class LayerContext(_LayerOwn, total=False):
+    """`Context` for a `LayerError`, whose layer is required."""
+
+    layer: Required[LayerRef | None]
 
 
 def _restore(cls: type[ECRError], state: dict[str, Any]) -> ECRError:
@@ -215,8 +251,10 @@ class InvalidParameter(ECRError, ValueError):
 
     default_code = "InvalidParameterException"
 
-    def __init__(self, message: str = "", *, parameter: str | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+    def __init__(
+        self, message: str = "", *, parameter: str | None = None, **context: Unpack[Context]
+    ) -> None:
+        super().__init__(message, **context)
         #: The argument at fault: an API field (``layerDigest``) or a parameter's name.
         self.parameter = parameter
 
@@ -264,10 +302,12 @@ class ImageError(ECRError):
     default_code = "ImageError"
     image: ImageRef
 
-    def __init__(self, message: str = "", *, image: ImageRef | None, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str = "", *, image: ImageRef | None, **context: Unpack[_ImageOwn]
+    ) -> None:
         if image is None:
             raise TypeError(f"{type(self).__name__} needs the image it is about")
-        super().__init__(message, image=image, **kwargs)
+        super().__init__(message, image=image, **context)
 
     @property
     def repository_name(self) -> str:
@@ -301,9 +341,9 @@ class PlatformNotFound(ImageError):
     default_code = "PlatformNotFound"
 
     def __init__(
-        self, message: str = "", *, platforms: tuple[str, ...] = (), **kwargs: Any
+        self, message: str = "", *, platforms: tuple[str, ...] = (), **context: Unpack[ImageContext]
     ) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, **context)
         self.platforms = platforms
 
 
@@ -312,8 +352,10 @@ class UnsupportedMediaType(ImageError):
 
     default_code = "UnsupportedMediaType"
 
-    def __init__(self, message: str = "", *, media_type: str | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+    def __init__(
+        self, message: str = "", *, media_type: str | None = None, **context: Unpack[ImageContext]
+    ) -> None:
+        super().__init__(message, **context)
         self.media_type = media_type
 
 
@@ -353,11 +395,13 @@ class LayerError(ECRError):
     default_code = "LayerError"
     layer: LayerRef
 
-    def __init__(self, message: str = "", *, layer: LayerRef | None, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str = "", *, layer: LayerRef | None, **context: Unpack[_LayerOwn]
+    ) -> None:
         if layer is None:
             # A programming error in ecr-layers, not a condition to report as this class.
             raise TypeError(f"{type(self).__name__} needs the layer it is about")
-        super().__init__(message, layer=layer, **kwargs)
+        super().__init__(message, layer=layer, **context)
 
     @property
     def repository_name(self) -> str:
@@ -405,9 +449,9 @@ class DigestMismatch(DownloadError):
         *,
         expected: str | None = None,
         actual: str | None = None,
-        **kwargs: Any,
+        **context: Unpack[LayerContext],
     ) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, **context)
         self.expected = expected
         self.actual = actual
 
@@ -424,9 +468,14 @@ class BlobTooLarge(DownloadError):
     default_code = "BlobTooLarge"
 
     def __init__(
-        self, message: str = "", *, size: int | None = None, limit: int = 0, **kwargs: Any
+        self,
+        message: str = "",
+        *,
+        size: int | None = None,
+        limit: int = 0,
+        **context: Unpack[LayerContext],
     ) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, **context)
         #: The size announced or read so far (None if the host did not say).
         self.size = size
         self.limit = limit
@@ -444,9 +493,9 @@ class DestinationError(DownloadError, OSError):
         *,
         errno: int | None = None,
         path: str | None = None,
-        **kwargs: Any,
+        **context: Unpack[LayerContext],
     ) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, **context)
         self.errno = errno
         #: The path at fault, as the caller gave it or as it was derived.
         self.path = path
