@@ -351,30 +351,32 @@ def cancel_on(ecr: LocalECR, entered: threading.Event, work: Awaitable[Any]) -> 
 def test_a_cancellation_is_a_cancellation_even_with_the_disk_full(
     ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The disk fills, then the task is cancelled while chunks are held: the caller sees
-    the CancelledError it asked for (asyncio.timeout and TaskGroup rely on it), and the
+    """The disk fills as the task is cancelled: the caller sees the CancelledError it asked
+    for (asyncio.timeout and TaskGroup rely on it), not the write's error, and the
     temporary file is gone."""
     import errno
 
     from ecr_layers import _sink
 
-    wrote = threading.Event()
+    writing, cancelled = threading.Event(), threading.Event()
 
     def disk_full(self: object, view: memoryview) -> None:
-        wrote.set()
+        writing.set()
+        # The write fails only once the task has been cancelled, whatever the timing.
+        cancelled.wait(10)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(_sink.Sink, "_write", disk_full)
     [digest] = ecr.push_image(REPO, [os.urandom(8 * 1024 * 1024)])
-    ecr.faults.bandwidth = 3 * 1024 * 1024  # bytes/s: about 2 MiB in by the cancellation
+    ecr.faults.bandwidth = 3 * 1024 * 1024  # bytes/s: the body is still arriving
 
     async def main() -> None:
         async with async_client(ecr) as client:
             task = asyncio.ensure_future(client.download_layer(REPO, digest, tmp_path, parallel=1))
-            # Past the first hand-over, whose write fails, and before the body ends.
-            await asyncio.to_thread(wrote.wait, 10)
-            assert wrote.is_set(), "the disk-full write never ran"
+            await asyncio.to_thread(writing.wait, 10)
+            assert writing.is_set(), "the disk-full write never ran"
             task.cancel()
+            cancelled.set()
             with pytest.raises(asyncio.CancelledError):
                 await task
 
