@@ -7,7 +7,7 @@ Validated inputs, one typed exception per documented error, one retry layer.
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import _exceptions
+from . import _exceptions, _url
 from ._botocore import BOTOCORE_CONFIG
 from ._client import LayerClient
 from ._default import (
@@ -88,3 +88,6 @@ def __getattr__(name: str) -> Any:
 
 # A library's logger stays silent until the application configures logging.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+# And its records, and its transports' (urllib3's warnings quote the URL they fetched),
+# carry no URL's secret, whatever handler the application gives them.
+_url.redact_logs()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import urllib3.exceptions as u3
@@ -60,7 +60,7 @@ from ._exceptions import (
     UpstreamTooManyRequests,
     UpstreamUnavailable,
 )
-from ._url import URL_IN_TEXT, redact_secrets, secrets_of
+from ._url import URL_IN_TEXT, redact_secrets, scrub, secrets_of
 
 #: Error code -> class.  The first block is what the service model lists for
 #: GetDownloadUrlForLayer and BatchGetImage (a test fails if the model grows one
@@ -335,37 +335,6 @@ def from_transport_error(exc: BaseException, layer: LayerRef, url: str) -> ECREr
     else:
         message = "the connection to the download host failed or was cut short"
     return cls(message, layer=layer)
-
-
-def scrub(exc: BaseException, secrets: Iterable[str]) -> None:
-    """Replace every secret in *exc*, its args, attributes and cause chain with ``REDACTED``."""
-    found = sorted({s for s in secrets if s}, key=len, reverse=True)
-    if found:
-        _scrub(exc, found, set())
-
-
-def _scrub(value: Any, secrets: list[str], seen: set[int]) -> Any:
-    """Return *value* without *secrets*: strings rebuilt, containers and exceptions in place."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "REDACTED")
-        return value
-    if id(value) in seen or not isinstance(value, BaseException | dict | list | tuple):
-        return value
-    seen.add(id(value))
-    if isinstance(value, tuple):
-        return tuple(_scrub(item, secrets, seen) for item in value)
-    if isinstance(value, list):
-        value[:] = [_scrub(item, secrets, seen) for item in value]
-    elif isinstance(value, dict):
-        value.update({key: _scrub(item, secrets, seen) for key, item in value.items()})
-    else:
-        value.args = _scrub(value.args, secrets, seen)
-        for name, item in list(vars(value).items()):
-            setattr(value, name, _scrub(item, secrets, seen))
-        for link in (value.__cause__, value.__context__):
-            _scrub(link, secrets, seen)
-    return value
 
 
 def _endpoint_secrets(exc: Exception) -> list[str]:

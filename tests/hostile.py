@@ -224,3 +224,58 @@ def one_byte_per_connection(conn: socket.socket, data: bytes, host: Host) -> Non
         f"Content-Range: bytes {start}-{len(data) - 1}/{len(data)}\r\n\r\n".encode()
         + data[start : start + 1]
     )
+
+
+# -- hosts that quote the request back (redaction) ---------------------------------------
+
+
+class _Recording:
+    """A connection that keeps the bytes it received, for behaviours that quote them."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn, self.received = conn, b""
+
+    def recv(self, size: int) -> bytes:
+        chunk = self.conn.recv(size)
+        self.received += chunk
+        return chunk
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+@attrs.define
+class EchoHost(Host):
+    """A `Host` whose behaviours can read the request they answer (see `echo`)."""
+
+    def _serve(self, conn: socket.socket) -> None:
+        from typing import cast
+
+        # A stand-in for the socket: everything but recv goes to the real one.
+        Host._serve(self, cast(socket.socket, _Recording(conn)))
+
+
+def echo(render: Callable[[str], str], *, malformed_header: bool = False) -> Behaviour:
+    """Answer 503 with the error body ``render(target)``, *target* being the request's
+    path and query as received: a host that quotes the request back.  With
+    *malformed_header*, the target also comes as a header line without a colon, which
+    urllib3 logs with the URL it requested."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        received: bytes = getattr(conn, "received", b"")
+        target = received.split(b" ", 2)[1].decode()
+        body = render(target).encode()
+        bad = f"GET {target}\r\n" if malformed_header else ""
+        head = f"HTTP/1.1 503 Echo\r\nX-Echo: 1\r\n{bad}Content-Length: {len(body)}\r\n\r\n"
+        conn.sendall(head.encode() + body)
+
+    return behave
+
+
+@contextlib.contextmanager
+def echoing(behaviour: Behaviour) -> Iterator[Host]:
+    host = EchoHost(behaviour).start()
+    try:
+        yield host
+    finally:
+        host.stop()
