@@ -345,8 +345,9 @@ class LayerClient:
         )
         from ._stream import read_blob
 
-        data = read_blob(self._downloads(), _images.config_blob(found, limit), limit)
-        return _images.parse_config(data, found)
+        blob, size = _images.config_blob(found, limit)
+        data = read_blob(self._downloads(), blob, size)
+        return _images.parse_config(data, found, limit)
 
     def open_layer(
         self,
