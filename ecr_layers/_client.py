@@ -333,7 +333,9 @@ class LayerClient:
         *image* is an `Image`, or a repository name with *reference* (and then
         *registry_id* and *platform* as for `get_image`).  A config over *max_bytes*
         is refused with `BlobTooLarge` before reading past the cap (before any request
-        when the manifest already says so).
+        when the manifest already says so).  As for a layer, the config's size in the
+        manifest bounds what the host may send (`BlobTooLarge`), and fewer bytes are
+        `InvalidResponse`; so is JSON nested more than 64 levels deep.
         """
         from . import _images
 
@@ -346,8 +348,9 @@ class LayerClient:
         )
         from ._stream import read_blob
 
-        data = read_blob(self._downloads(), _images.config_blob(found, limit), limit)
-        return _images.parse_config(data, found)
+        blob, size = _images.config_blob(found, limit)
+        data = read_blob(self._downloads(), blob, size)
+        return _images.parse_config(data, found, limit)
 
     def open_layer(
         self,

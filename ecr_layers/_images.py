@@ -11,7 +11,6 @@ then their digest, against the one the service reports and the one asked for.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from ._manifest import (
     choose,
     load,
     manifest_parts,
+    parse_json,
 )
 from ._transfer import check_digest
 
@@ -270,16 +270,22 @@ def check_max_bytes(max_bytes: object) -> int:
     return max_bytes
 
 
-def parse_config(data: bytes, image: Image) -> dict[str, Any]:
-    """Return a config blob's JSON object (its bytes already verified)."""
-    try:
-        config = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
-        config = None
-    if not isinstance(config, dict):
+def parse_config(data: bytes, image: Image, limit: int) -> dict[str, Any]:
+    """Return a config blob's JSON object (its bytes already verified, and read no
+    further than `config_blob` allowed): as large as its descriptor says, and within
+    *limit* bytes and `MAX_JSON_DEPTH`."""
+    what = f"the image's config {image.config.digest[:80]}"
+    blob = _blob(image.ref, image.config.digest)
+    if len(data) != image.config.size:
+        # The bytes are the digest's: the manifest's size is wrong, as for a layer.
         raise InvalidResponse(
-            f"the image's config {image.config.digest[:80]} is not a JSON object", image=image.ref
+            f"the manifest says {what} is {image.config.size} bytes; it is {len(data)}",
+            image=image.ref,
+            layer=blob,
         )
+    config = parse_json(data, what, image.ref, max_bytes=limit, blob=blob)
+    if not isinstance(config, dict):
+        raise InvalidResponse(f"{what} is not a JSON object", image=image.ref, layer=blob)
     return config
 
 
@@ -308,8 +314,10 @@ def config_request(
     return limit, None
 
 
-def config_blob(image: Image, limit: int) -> LayerRef:
-    """The config blob to read; `BlobTooLarge` at once when the manifest says it is over."""
+def config_blob(image: Image, limit: int) -> tuple[LayerRef, int]:
+    """The config blob to read, and the most bytes to read of it: its size in the
+    manifest, as for a layer (the host may not send more: `BlobTooLarge`; less is
+    refused by `parse_config`).  `BlobTooLarge` at once when that is over *limit*."""
     blob = image.config
     layer = LayerRef(image.repository_name, blob.digest, image.registry_id)
     if blob.size > limit:
@@ -320,7 +328,7 @@ def config_blob(image: Image, limit: int) -> LayerRef:
             layer=layer,
             image=image.ref,
         )
-    return layer
+    return layer, blob.size
 
 
 def blob_request(

@@ -8,7 +8,13 @@ The invariants, kept through crashes and Ctrl-C:
   and verified in a staging directory beside ``blobs/`` and moved in by rename
   (then the directory is fsynced);
 - ``index.json`` is replaced atomically and last, under a lock, so it never names a
-  blob that is not there, and pulls into one layout accumulate instead of racing.
+  blob that is not there, and pulls into one layout accumulate instead of racing;
+- a pull owns only what it made: a blob already there is kept, or replaced by a
+  verified one (by rename), never removed, so a failed pull cannot break another image;
+- the layout's directories (``blobs``, ``blobs/<alg>``, staging) are opened once
+  without following links, and every blob operation is relative to them: a link planted
+  in the layout is refused before anything is written, and nothing outside it is
+  touched.  A blob path that is not a regular file is never opened for reading.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import os
 import pathlib
 import re
 import stat
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 import attrs
 
@@ -43,6 +50,11 @@ _STAGING_LOCK = ".ecr-layers-staging.lock"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 # A staged blob's name ends in its pid, as do the temporary files of its download.
 _STAGED = re.compile(r"\.(\d+)-[0-9a-f]{8}(?:$|\.)")
+# The blobs/ directories a pull may write: those of the digests it can verify
+# (`_transfer.check_digest`).  Each is checked when the layout is opened.
+_ALGORITHMS = ("sha256", "sha512")
+_ROOT, _BLOBS = "", "blobs"
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
 @attrs.define
@@ -53,6 +65,11 @@ class Layout:
     image: ImageRef
     # The staging lock's descriptor while this pull uses staging (until `tidy`).
     _using: int | None = attrs.field(default=None, init=False, repr=False)
+    # Descriptors of the layout's directories, opened without following links (until
+    # `tidy`), by their paths in it: "" (the root), "blobs", staging, "blobs/<alg>".
+    _dirs: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
+    # Held while a "blobs/<alg>" is opened: the pull's downloads land concurrently.
+    _opening: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def open(cls, destination: object, image: ImageRef) -> Layout:
@@ -75,14 +92,20 @@ class Layout:
                 layout.root.mkdir(exist_ok=True)
                 if not os.access(layout.root, os.W_OK | os.X_OK):
                     raise OSError(errnos.EACCES, "not writable")
+                # The root is the caller's to name, through a link or not; inside it,
+                # nothing is followed.
+                layout._dirs[_ROOT] = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
                 layout._read_index(layout.root / "index.json")  # refused now, not later
-                for inside in (layout.staging, layout.root / "blobs"):
-                    # Links out of the layout are refused: staging's cleanup would delete
-                    # files elsewhere, and blobs would land outside it.
-                    if inside.is_symlink():
-                        raise OSError(
-                            errnos.ELOOP, "a symbolic link inside the layout", str(inside)
-                        )
+                # Every directory that is there is checked before anything is written.
+                # Staging is opened under its lock (`_use_staging`); here only checked.
+                staging = layout._directory(STAGING, create=False)
+                if staging is not None:
+                    os.close(staging)
+                layout._dirs[_BLOBS] = layout._directory(_BLOBS)
+                for algorithm in _ALGORITHMS:
+                    key = f"{_BLOBS}/{algorithm}"
+                    if (found := layout._directory(key, create=False)) is not None:
+                        layout._dirs[key] = found
                 layout._use_staging()
                 layout.clean_staging()
                 marker = layout.root / "oci-layout"
@@ -125,25 +148,35 @@ class Layout:
             ) from exc
 
     def has(self, blob: Descriptor) -> bool:
-        """Whether *blob* is present, whole and verified; a damaged copy is removed."""
+        """Whether *blob* is present, whole and verified.
+
+        Anything else at its name (missing, damaged, the wrong size, or not a regular
+        file: a fifo, a device, a link) is left as it is, never read, and replaced by
+        the verified blob once it is fetched (`adopt`).  A directory there cannot be
+        replaced: `DestinationError`, before anything is fetched.
+        """
+        algorithm, _, name = blob.digest.partition(":")
         path = self.blob_path(blob.digest)
-        algorithm = blob.digest.partition(":")[0]
         with self.os_errors(path, blob.digest):
+            directory = self._blob_directory(algorithm)
             try:
-                if path.stat().st_size != blob.size:
-                    raise ValueError
-                digest = hashlib.new(algorithm)
-                with path.open("rb") as file:
-                    while chunk := file.read(1024 * 1024):
-                        digest.update(chunk)
-                if f"{algorithm}:{digest.hexdigest()}" != blob.digest:
-                    raise ValueError
+                info = os.stat(name, dir_fd=directory, follow_symlinks=False)
             except FileNotFoundError:
                 return False
-            except ValueError:
-                path.unlink()  # damaged: fetched again, never trusted
+            if stat.S_ISDIR(info.st_mode):
+                raise OSError(errnos.EISDIR, "a directory where a blob belongs")
+            if not stat.S_ISREG(info.st_mode) or info.st_size != blob.size:
                 return False
-        return True
+            # Not blocking, not following: what is there may have changed since.
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+            with os.fdopen(fd, "rb") as file:
+                now = os.fstat(fd)
+                if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                    return False
+                digest = hashlib.new(algorithm)
+                while chunk := file.read(1024 * 1024):
+                    digest.update(chunk)
+        return f"{algorithm}:{digest.hexdigest()}" == blob.digest
 
     def stage(self, digest: str) -> pathlib.Path:
         """A fresh staging path for a blob: this process's own, so pulls never share one."""
@@ -151,21 +184,33 @@ class Layout:
 
     def clean_staging(self) -> None:
         """Remove what killed pulls left in staging; a running pull's files are kept."""
-        for path in self.staging.iterdir():
-            match = _STAGED.search(path.name)
+        staging = self._dirs[STAGING]
+        for name in os.listdir(staging):
+            match = _STAGED.search(name)
             if match is not None and not alive(int(match[1])):
                 with contextlib.suppress(OSError):
-                    path.unlink()
+                    os.unlink(name, dir_fd=staging)
 
     def adopt(self, staged: pathlib.Path, digest: str) -> None:
-        """Move a verified, durable staged blob to its content-addressed name."""
-        target = self.blob_path(digest)
-        with self.os_errors(target, digest):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.parent.is_symlink():
-                raise OSError(errnos.ELOOP, "a symbolic link inside the layout")
-            os.replace(staged, target)
-            _fsync_directory(target.parent)
+        """Move a verified, durable staged blob to its content-addressed name.
+
+        Whatever was at that name (a damaged copy, a fifo, a link) is replaced, never
+        followed; the same bytes already there are replaced by themselves.  If the move
+        fails, the staged file (this pull's own) is removed.
+        """
+        if staged.parent != self.staging:
+            raise ValueError(f"{str(staged)!r} is not in this layout's staging directory")
+        algorithm, _, name = digest.partition(":")
+        staging = self._dirs[STAGING]
+        with self.os_errors(self.blob_path(digest), digest):
+            try:
+                directory = self._blob_directory(algorithm)
+                os.replace(staged.name, name, src_dir_fd=staging, dst_dir_fd=directory)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(staged.name, dir_fd=staging)
+                raise
+            os.fsync(directory)
 
     def add_blob(self, digest: str, data: bytes) -> None:
         """Write verified bytes (a manifest) as a blob, through staging."""
@@ -188,25 +233,78 @@ class Layout:
         # Waits only while another pull holds it exclusively, to remove the directory.
         fd = _flocked(self.root / _STAGING_LOCK, fcntl.LOCK_SH)
         try:
-            self.staging.mkdir(exist_ok=True)
+            self._dirs[STAGING] = self._directory(STAGING)
         except BaseException:
             os.close(fd)
             raise
         self._using = fd
 
+    @overload
+    def _directory(self, key: str) -> int: ...
+    @overload
+    def _directory(self, key: str, *, create: Literal[False]) -> int | None: ...
+    def _directory(self, key: str, *, create: bool = True) -> int | None:
+        """Open the layout's directory *key* (``"blobs/sha256"``), never through a link,
+        creating it; or None if it is missing and not *create*.  `DestinationError` if
+        it is a link (to anywhere) or not a directory."""
+        parent, _, name = key.rpartition("/")
+        at, path = self._dirs[parent], self.root / key
+        with self.os_errors(path):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=at)
+            try:
+                return os.open(name, _DIRECTORY, dir_fd=at)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+            except OSError as exc:
+                if exc.errno not in (errnos.ELOOP, errnos.ENOTDIR):
+                    raise
+                link = stat.S_ISLNK(os.stat(name, dir_fd=at, follow_symlinks=False).st_mode)
+        code = errnos.ELOOP if link else errnos.ENOTDIR
+        raise DestinationError(
+            f"{str(path)!r} is {'a symbolic link' if link else 'not a directory'}; a "
+            "layout's own directories are never followed",
+            errno=code,
+            path=str(path),
+            layer=self.ref(""),
+            image=self.image,
+            code=errnos.errorcode[code],
+        )
+
+    def _blob_directory(self, algorithm: str) -> int:
+        """The descriptor of ``blobs/<algorithm>``, opened (and created) on first use."""
+        key = f"{_BLOBS}/{algorithm}"
+        with self._opening:
+            if key not in self._dirs:
+                if algorithm not in _ALGORITHMS:  # digests are checked before: a bug
+                    raise ValueError(f"no blob directory for {algorithm[:20]!r}")
+                self._dirs[key] = self._directory(key)
+            return self._dirs[key]
+
     def tidy(self) -> None:
         """Stop using staging, and remove the directory if it is empty and no other pull
-        is using it.  The lock files stay: removing one would let two pulls race."""
+        is using it; close the layout's directories.  The lock files stay: removing one
+        would let two pulls race."""
         fd, self._using = self._using, None
-        if fd is None:
-            return
+        try:
+            if fd is not None:
+                self._leave_staging(fd)
+        finally:
+            dirs, self._dirs = self._dirs, {}
+            for directory in dirs.values():
+                os.close(directory)
+
+    def _leave_staging(self, fd: int) -> None:
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 return  # another pull holds it shared: staging is theirs too
             with contextlib.suppress(OSError):
-                self.staging.rmdir()
+                os.rmdir(STAGING, dir_fd=self._dirs[_ROOT])  # a link there is not removed
         finally:
             os.close(fd)  # and with it the lock
 
@@ -299,11 +397,3 @@ def _read_regular(path: pathlib.Path, limit: int) -> bytes | None:
 def _ref_name(entry: dict[str, Any]) -> object:
     annotations = entry.get("annotations")
     return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
-
-
-def _fsync_directory(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

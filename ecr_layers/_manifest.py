@@ -8,6 +8,7 @@ on their own.  Every problem is a typed error about the image it came from.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -20,6 +21,7 @@ from ._exceptions import (
     ImageRef,
     InvalidParameter,
     InvalidResponse,
+    LayerRef,
     PlatformNotFound,
     UnsupportedMediaType,
 )
@@ -36,6 +38,17 @@ INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
 MAX_BLOB_SIZE = 2**63 - 1
 #: The cap registries put on manifests and indexes (distribution's default is 4 MiB).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+#: How deep arrays and objects may nest in JSON from the service (manifests, indexes,
+#: configs).  Real ones nest four or five levels; the bound keeps every parse, and any
+#: code that walks what it returned, far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+# A JSON string, escapes and all, or an unclosed one to the end of the text: possessive
+# and never failing once started, so that the scan is linear whatever the input.  Then
+# what is left once they are gone that is not an array's or an object's bracket.
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_NESTING = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 #: The digests the API and the OCI spec accept; only sha256/sha512 are verified.
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
@@ -159,16 +172,57 @@ def parse_digest(reference: str) -> bool:
     return _DIGEST.fullmatch(reference) is not None
 
 
+def nests_deeper_than(text: str, limit: int) -> bool:
+    """Whether *text*'s arrays and objects nest more than *limit* deep (``[]`` is 1).
+
+    Exact for JSON, whose brackets inside strings do not count; for anything else an
+    answer the parser that follows refuses anyway.  Scans at C speed (regular
+    expressions, `itertools.accumulate`), without recursion, and stops at the first
+    bracket past *limit*: 4 MiB of ``[`` is over at once.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
+    depths = itertools.accumulate(map(_NESTING.__getitem__, brackets))
+    return next(filter(limit.__lt__, depths), None) is not None
+
+
+def parse_json(
+    data: bytes, what: str, image: ImageRef, *, max_bytes: int, blob: LayerRef | None = None
+) -> object:
+    """Return the JSON value of *data*, parsed within bounds.
+
+    Raises `InvalidResponse` naming the limit if *data* is over *max_bytes* or nests
+    deeper than `MAX_JSON_DEPTH`, and if it is not JSON; never `RecursionError`.
+    *what* names the document in messages (``"the image manifest"``); *blob*, if it
+    is one of the image's blobs, is the errors' ``layer``.
+    """
+
+    def invalid(message: str) -> InvalidResponse:
+        return InvalidResponse(f"{what} {message}", image=image, layer=blob)
+
+    if len(data) > max_bytes:
+        raise invalid(f"is {len(data)} bytes of JSON, over the limit of {max_bytes} bytes")
+    try:
+        # Decoded as json.loads decodes bytes (UTF-8, -16 or -32), so the depth counted
+        # is that of the text parsed.
+        text = data.decode(json.detect_encoding(data), "surrogatepass")
+    except UnicodeDecodeError:
+        raise invalid("is not JSON (nor text)") from None
+    if nests_deeper_than(text, MAX_JSON_DEPTH):
+        raise invalid(f"nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise invalid("is not JSON") from None
+
+
 def load(data: bytes, media_type: str | None, image: ImageRef) -> tuple[str, dict[str, Any]]:
     """Return the media type and JSON object of a manifest or index's bytes.
 
     The media type is the one the service reported, else the document's own.
-    Raises `UnsupportedMediaType` for anything but the four accepted types.
+    Raises `UnsupportedMediaType` for anything but the four accepted types, and
+    `InvalidResponse` for what `parse_json` refuses.
     """
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
-        raise InvalidResponse("the image manifest is not JSON", image=image) from None
+    document = parse_json(data, "the image manifest", image, max_bytes=MAX_MANIFEST_BYTES)
     if not isinstance(document, dict):
         raise InvalidResponse("the image manifest is not a JSON object", image=image)
     kind = media_type or document.get("mediaType")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -188,6 +189,15 @@ def from_botocore(
         return from_client_error(exc, layer, image)
     if isinstance(exc, BOTOCORE_ERRORS):
         return from_botocore_error(exc, layer, image)
+    if isinstance(exc, RecursionError) and _passed_through(exc, _PARSERS):
+        # botocore's json.loads of an answer nested deeper than Python's stack allows.
+        return InvalidResponse(
+            "the service's answer nests JSON deeper than Python's recursion limit "
+            f"({sys.getrecursionlimit()}) allows",
+            code=InvalidResponse.default_code,
+            layer=layer,
+            image=image,
+        )
     if isinstance(exc, _PARSER_SLIPS) and _raised_in(exc, _PARSERS):
         # botocore's parser assumes the answer has the model's shape: a string where
         # a structure belongs ends in AttributeError, not ResponseParserError; an
@@ -210,6 +220,16 @@ _PARSERS = (
     "botocore.model",
     "botocore.errorfactory",
 )
+
+
+def _passed_through(exc: BaseException, modules: tuple[str, ...]) -> bool:
+    """Whether *exc* was raised in, or under a call from, code in one of *modules*."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") in modules:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _raised_in(exc: BaseException, modules: tuple[str, ...]) -> bool:

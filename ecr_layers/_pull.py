@@ -6,6 +6,11 @@ and verified (`_images`), blobs already in the layout are checked and kept, the
 missing ones are looked up in one ``get_layer_urls`` batch and downloaded
 concurrently by the one download core (`_download`, staged outside ``blobs/``), and
 ``index.json`` names the image last (`_layout`).
+
+A pull owns only what it made: when it fails, it removes its own staged files and
+nothing else.  A blob the layout already had is never removed (`Layout.has` leaves
+what it cannot use, and only a verified copy replaces it), so a failed pull leaves
+every image the layout held as readable as it was.
 """
 
 from __future__ import annotations

@@ -414,9 +414,9 @@ class AsyncLayerClient:
             registry_id=registry_id,
             platform=platform,
         )
-        blob = _images.config_blob(found, limit)
-        data = await self._transfer(lambda worker: read_blob(worker.downloads(), blob, limit))
-        return _images.parse_config(data, found)
+        blob, size = _images.config_blob(found, limit)
+        data = await self._transfer(lambda worker: read_blob(worker.downloads(), blob, size))
+        return _images.parse_config(data, found, limit)
 
     def _worker(self) -> Worker:
         return Worker(self, asyncio.get_running_loop())
