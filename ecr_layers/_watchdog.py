@@ -182,7 +182,7 @@ class Watchdog:
         quiet = 0  # ticks in a row with nothing to watch
         while True:
             with self._wake:
-                if quiet >= IDLE_AFTER:
+                if quiet >= IDLE_AFTER and not self._scopes:  # none added since the count
                     # Asleep until a scope is added; awake, it ticks on a while after
                     # the last one ends, so that a run of calls costs no wake-up each.
                     self._idle = True

@@ -167,3 +167,29 @@ def test_every_reconnect_of_a_stream_spends_the_retry_budget(
         paid = budget.capacity // budget.retry_cost
         assert paid <= host.requests <= 2 * paid + 2, host.requests
     assert "retry budget" in info.value.message
+
+
+def test_the_watchdog_never_sleeps_through_a_scope_added_as_it_goes_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scope added while the watchdog ticked its last idle tick was left unwatched: it
+    went to sleep with the scope in its set, and the request it bounded hung."""
+    import socket
+
+    from ecr_layers import _watchdog
+
+    monkeypatch.setattr(_watchdog, "TICK", 0.005)
+    monkeypatch.setattr(_watchdog, "IDLE_AFTER", 1)
+    watchdog = _watchdog.Watchdog()
+    monkeypatch.setattr(_watchdog, "WATCHDOG", watchdog)
+    for n in range(60):
+        time.sleep(n % 7 * 0.002)  # land at every point of the tick, idle or not
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            scope = _watchdog.Scope(time.monotonic() + 0.01)
+            scope.enter(ours)
+            ours.settimeout(5)
+            started = time.monotonic()
+            assert ours.recv(1) == b""  # shut by the watchdog at the deadline
+            assert time.monotonic() - started < 2, n
+            scope.end()
