@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 
+import botocore.loaders
+import botocore.session
 import pytest
 from hypothesis import settings
 
@@ -12,6 +14,29 @@ pytest_plugins = ["pytester", "tests.imaging"]
 settings.register_profile("ci", max_examples=300, deadline=None)
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+# Every botocore session reads botocore's JSON models (the ECR model, endpoints,
+# partitions) through a loader of its own, and every client the tests build
+# (LayerClient, AsyncLayerClient, the default client, LocalECR's) makes a session:
+# about 0.25 s of parsing each, most of the suite's CPU.  One loader per data path,
+# shared by every session of the test process, parses each file once.  The loader
+# caches what it parsed and botocore only reads it, as it already does when one
+# session makes many clients.
+_LOADERS: dict[object, botocore.loaders.Loader] = {}
+
+
+def _register_shared_loader(self: botocore.session.Session) -> None:
+    def shared() -> botocore.loaders.Loader:
+        path = self.get_config_variable("data_path")
+        if path not in _LOADERS:
+            _LOADERS[path] = botocore.loaders.create_loader(path)
+        return _LOADERS[path]
+
+    self._components.lazy_register_component("data_loader", shared)  # type: ignore[attr-defined]
+
+
+botocore.session.Session._register_data_loader = _register_shared_loader  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
