@@ -86,11 +86,7 @@ class LocalECR:
         """Start serving in a background thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(
-                # A short poll keeps stop() (and each test's teardown) quick.
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="LocalECR",
-                daemon=True,
+                target=self._server.serve_until_stopped, name="LocalECR", daemon=True
             )
             self._thread.start()
         return self
@@ -98,7 +94,7 @@ class LocalECR:
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
         if self._thread is not None:
-            self._server.shutdown()
+            self._server.stop_serving()
             self._thread.join()
             self._thread = None
         self._server.server_close()
