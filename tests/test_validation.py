@@ -13,6 +13,7 @@ from ecr_layers import InvalidParameter
 from ecr_layers._validation import Validator, rules_from_model
 
 from .strategies import (
+    DOCUMENTED_REPOSITORY,
     documented_digests,
     documented_registry_ids,
     documented_repository_names,
@@ -49,6 +50,7 @@ def check(validator: Validator, field: str, value: object) -> None:
 def test_accepts_everything_the_documented_patterns_accept(
     name: str, digest: str, reg: str
 ) -> None:
+    assert re.fullmatch(DOCUMENTED_REPOSITORY, name)  # the strategy draws the pattern's names
     params = VALIDATOR.params(name, digest, reg)
     assert params == {"repositoryName": name, "layerDigest": digest, "registryId": reg}
 
