@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 
 import botocore.loaders
 import botocore.session
@@ -47,3 +49,20 @@ def _no_aws_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def sigint_reaches_children() -> Iterator[None]:
+    """Children started during the test take SIGINT as Python does: KeyboardInterrupt.
+
+    A process started with SIGINT ignored (a background job of a non-interactive
+    shell, as a CI runner or a script may start the suite) passes the ignoring on to
+    every child it starts, and Python then never raises KeyboardInterrupt in them: a
+    test that interrupts a child would wait for it in vain.  A handler, unlike an
+    ignored signal, is reset to the default action when a child starts its program.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
