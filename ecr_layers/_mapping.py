@@ -348,6 +348,9 @@ def _transport_classes() -> tuple[tuple[type[BaseException], type[ECRError]], ..
         (aiohttp.InvalidURL, ConfigurationError),
         (aiohttp.ServerTimeoutError, EndpointTimeout),
         (aiohttp.ClientError, EndpointUnreachable),
+        # A malformed answer (status line, headers, chunking), as http.client's
+        # HTTPException is for the synchronous download: not a ClientError.
+        (aiohttp.http_exceptions.HttpProcessingError, EndpointUnreachable),
         *BY_TRANSPORT_CLASS,
     )
 
