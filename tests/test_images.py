@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import tarfile
 from collections.abc import Callable
 from typing import Any, Literal
@@ -113,17 +114,26 @@ def test_platform_names_are_normalised_as_the_oci_spec_names_them(machine: str) 
     assert Platform.parse(str(platform)) == platform
 
 
-@given(st.text(max_size=40))
-def test_platform_parsing_never_raises_anything_but_invalid_parameter(text: str) -> None:
-    error: ecr_layers.InvalidParameter | None = None
-    try:
-        platform = Platform.parse(text)
-    except ecr_layers.InvalidParameter as exc:
-        error = exc
-    if error is not None:
-        assert error.parameter == "platform"
-    else:
-        assert str(platform).count("/") in (1, 2)
+_PLATFORM_PART = st.text("abcxyz019_.-ABC", min_size=1, max_size=8)
+
+
+@given(
+    st.text(max_size=40)
+    | st.lists(_PLATFORM_PART | st.text(max_size=3), min_size=1, max_size=4).map("/".join)
+)
+def test_platforms_parse_as_os_arch_variant_and_nothing_else(text: str) -> None:
+    # The oracle: two or three parts of [a-z0-9_.-], in any case.
+    parts = text.lower().split("/")
+    if not (2 <= len(parts) <= 3 and all(re.fullmatch(r"[a-z0-9_.-]+", p) for p in parts)):
+        with pytest.raises(ecr_layers.InvalidParameter) as caught:
+            Platform.parse(text)
+        assert caught.value.parameter == "platform"
+        return
+    platform = Platform.parse(text)
+    assert platform.os == parts[0]
+    # The architecture as the OCI spec names it, and the variant it implies if none.
+    assert platform == Platform.of(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+    assert Platform.parse(str(platform)) == platform
 
 
 BAD_REFERENCES = [
