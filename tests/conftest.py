@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 
+import botocore.loaders
+import botocore.session
 import pytest
 from hypothesis import settings
 
@@ -14,6 +18,29 @@ settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+# Every botocore session reads botocore's JSON models (the ECR model, endpoints,
+# partitions) through a loader of its own, and every client the tests build
+# (LayerClient, AsyncLayerClient, the default client, LocalECR's) makes a session:
+# about 0.25 s of parsing each, most of the suite's CPU.  One loader per data path,
+# shared by every session of the test process, parses each file once.  The loader
+# caches what it parsed and botocore only reads it, as it already does when one
+# session makes many clients.
+_LOADERS: dict[object, botocore.loaders.Loader] = {}
+
+
+def _register_shared_loader(self: botocore.session.Session) -> None:
+    def shared() -> botocore.loaders.Loader:
+        path = self.get_config_variable("data_path")
+        if path not in _LOADERS:
+            _LOADERS[path] = botocore.loaders.create_loader(path)
+        return _LOADERS[path]
+
+    self._components.lazy_register_component("data_loader", shared)  # type: ignore[attr-defined]
+
+
+botocore.session.Session._register_data_loader = _register_shared_loader  # type: ignore[attr-defined]
+
+
 @pytest.fixture(autouse=True)
 def _no_aws_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests must never pick up a developer's real AWS profile or credentials.
@@ -22,3 +49,20 @@ def _no_aws_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def sigint_reaches_children() -> Iterator[None]:
+    """Children started during the test take SIGINT as Python does: KeyboardInterrupt.
+
+    A process started with SIGINT ignored (a background job of a non-interactive
+    shell, as a CI runner or a script may start the suite) passes the ignoring on to
+    every child it starts, and Python then never raises KeyboardInterrupt in them: a
+    test that interrupts a child would wait for it in vain.  A handler, unlike an
+    ignored signal, is reset to the default action when a child starts its program.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

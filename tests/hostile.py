@@ -32,6 +32,9 @@ class Host:
     address: str = "127.0.0.1"
     data: bytes = attrs.Factory(lambda: bytes(range(256)) * 4096)  # 1 MiB
     requests: int = 0
+    #: The peer address of every connection accepted, in the order the kernel queued them.
+    peers: list[tuple[str, int]] = attrs.Factory(list)
+    _accepted: threading.Condition = attrs.Factory(threading.Condition)
     ranges: list[str | None] = attrs.Factory(list)
     stopping: threading.Event = attrs.Factory(threading.Event)
     _server: socket.socket = attrs.field(init=False)
@@ -50,7 +53,6 @@ class Host:
 
     def start(self) -> Host:
         self._server = socket.create_server((self.address, 0))
-        self._server.settimeout(0.2)
         thread = threading.Thread(target=self._accept, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -58,18 +60,25 @@ class Host:
 
     def stop(self) -> None:
         self.stopping.set()
+        # A connection of its own wakes the accept loop, which then sees it is stopping.
+        with contextlib.suppress(OSError), socket.create_connection((self.address, self.port), 5):
+            pass
         for thread in self._threads:
             thread.join(5)
         self._server.close()
 
     def _accept(self) -> None:
-        while not self.stopping.is_set():
+        while True:
             try:
                 conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
             except OSError:
                 return
+            if self.stopping.is_set():
+                conn.close()
+                return
+            with self._accepted:
+                self.peers.append(conn.getpeername()[:2])
+                self._accepted.notify_all()
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -99,6 +108,20 @@ class Host:
             with contextlib.suppress(OSError):
                 self.behaviour(conn, self.data, self)
 
+    def connections_before_now(self, timeout: float = 10) -> int:
+        """Return how many connections were made to this host before this call.
+
+        It connects once itself and waits until the accept loop has taken that
+        connection: the kernel queues it after every connection made before, so the
+        count is complete, with no sleep and no guess at how long a late one may take.
+        """
+        with socket.create_connection((self.address, self.port), timeout) as probe:
+            mine = probe.getsockname()[:2]
+            with self._accepted:
+                accepted = self._accepted.wait_for(lambda: mine in self.peers, timeout)
+                assert accepted, "the host never accepted the probe"
+                return self.peers.index(mine)
+
     def wait(self, seconds: float) -> None:
         self.stopping.wait(seconds)
 
@@ -108,14 +131,32 @@ def headers_200(data: bytes) -> bytes:
 
 
 def reset_after(count: int) -> Behaviour:
-    """Ignore Range, send *count* bytes of the whole body, then reset the connection."""
+    """Ignore Range, send *count* bytes of the whole body, then reset the connection.
+
+    The reset waits until the client's kernel has every byte: what it has acknowledged
+    stays readable after the reset, so the client always gets the *count* bytes first.
+    """
 
     def behave(conn: socket.socket, data: bytes, host: Host) -> None:
         conn.sendall(headers_200(data) + data[:count])
-        time.sleep(0.05)
+        acknowledged(conn)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     return behave
+
+
+def acknowledged(conn: socket.socket, timeout: float = 10) -> None:
+    """Return once the peer has acknowledged every byte sent on *conn* (Linux: the send
+    queue is empty), or after *timeout*."""
+    import fcntl
+    import termios
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        [unacknowledged] = struct.unpack("i", fcntl.ioctl(conn, termios.TIOCOUTQ, bytes(4)))
+        if not unacknowledged:
+            return
+        time.sleep(0.001)  # the kernel offers no event for this: a poll, bounded above
 
 
 def hang_after(count: int) -> Behaviour:

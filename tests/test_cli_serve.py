@@ -77,7 +77,9 @@ def test_serve_with_an_unusable_storage_dir_is_a_local_error(
 
 
 @pytest.fixture
-def served(tmp_path: pathlib.Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+def served(
+    tmp_path: pathlib.Path, sigint_reaches_children: None
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """``ecr-layers serve --seed`` in a child process, and its banner's lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.Popen(

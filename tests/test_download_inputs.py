@@ -273,30 +273,34 @@ def test_unusable_endpoints_are_configuration_errors_at_construction(endpoint: s
         ecr_layers.LayerClient(endpoint_url=endpoint, region_name="us-east-1")
 
 
+@pytest.mark.usefixtures("sigint_reaches_children")
 def test_ctrl_c_stops_a_parallel_download_within_about_a_second(
     local_ecr: LocalECR, tmp_path: pathlib.Path
 ) -> None:
     [digest] = local_ecr.push_image("team/app", [os.urandom(48 * 1024 * 1024)])
-    local_ecr.faults.bandwidth = 1024 * 1024  # per connection: seconds for the whole layer
+    local_ecr.faults.bandwidth = 1024 * 1024  # per connection: 4 s a range, 6 s in all
     code = (
         "import ecr_layers\n"
         f"ecr_layers.download_layer('team/app', {digest!r}, {str(tmp_path)!r}, parallel=8)\n"
     )
     child = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and local_ecr.stats.blob_count() < 4:
-            time.sleep(0.05)
-        time.sleep(0.5)  # the range workers are now blocked in reads
+        # The first chunk comes alone, then eight ranges at once: with all nine answered,
+        # every range worker is in its reads, each 4 s from its end.
+        deadline = time.monotonic() + 30
+        while local_ecr.stats.blob_count() < 9:
+            assert time.monotonic() < deadline, "the download never got going"
+            assert child.poll() is None, "the child ended before it was interrupted"
+            time.sleep(0.01)
         child.send_signal(signal.SIGINT)
         started = time.monotonic()
-        child.wait(10)
+        child.wait(30)
         took = time.monotonic() - started
     finally:
         child.kill()
         child.wait()
         local_ecr.faults.bandwidth = None
-    assert took < 2.5, took
+    assert took < 2.5, took  # not the 4 s the ranges would take to finish
     assert child.returncode != 0
     assert list(tmp_path.iterdir()) == []
 

@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 import tarfile
+from collections.abc import Callable
 from typing import Any, Literal
 
 import botocore.session
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import ecr_layers
-from ecr_layers._manifest import Platform
+from ecr_layers._manifest import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Platform,
+)
+from ecr_layers._validation import Validator
 from ecr_layers.testing import LocalECR, tar_layer
 
 from .imaging import FAST, REPO, Synchronous, image_answer, serve_images, sha256
+from .strategies import (
+    MISSING,
+    WRONG_EDGES,
+    as_bytes,
+    json_values,
+    manifests,
+    manifests_with_one_field_wrong,
+    reference_is_valid,
+    references,
+    spoil,
+)
 
 # -- get_image ------------------------------------------------------------------------
 
@@ -93,17 +114,26 @@ def test_platform_names_are_normalised_as_the_oci_spec_names_them(machine: str) 
     assert Platform.parse(str(platform)) == platform
 
 
-@given(st.text(max_size=40))
-def test_platform_parsing_never_raises_anything_but_invalid_parameter(text: str) -> None:
-    error: ecr_layers.InvalidParameter | None = None
-    try:
-        platform = Platform.parse(text)
-    except ecr_layers.InvalidParameter as exc:
-        error = exc
-    if error is not None:
-        assert error.parameter == "platform"
-    else:
-        assert str(platform).count("/") in (1, 2)
+_PLATFORM_PART = st.text("abcxyz019_.-ABC", min_size=1, max_size=8)
+
+
+@given(
+    st.text(max_size=40)
+    | st.lists(_PLATFORM_PART | st.text(max_size=3), min_size=1, max_size=4).map("/".join)
+)
+def test_platforms_parse_as_os_arch_variant_and_nothing_else(text: str) -> None:
+    # The oracle: two or three parts of [a-z0-9_.-], in any case.
+    parts = text.lower().split("/")
+    if not (2 <= len(parts) <= 3 and all(re.fullmatch(r"[a-z0-9_.-]+", p) for p in parts)):
+        with pytest.raises(ecr_layers.InvalidParameter) as caught:
+            Platform.parse(text)
+        assert caught.value.parameter == "platform"
+        return
+    platform = Platform.parse(text)
+    assert platform.os == parts[0]
+    # The architecture as the OCI spec names it, and the variant it implies if none.
+    assert platform == Platform.of(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+    assert Platform.parse(str(platform)) == platform
 
 
 BAD_REFERENCES = [
@@ -135,19 +165,25 @@ def test_bad_references_are_refused_before_any_request(
     assert ecr.stats.count() == 0
 
 
-@given(st.text(min_size=1, max_size=320))
+@functools.cache
+def validator() -> Validator:
+    """The rules a client checks references by; one client's worth, built once."""
+    client = botocore.session.get_session().create_client(
+        "ecr", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    with ecr_layers.LayerClient(client) as layer_client:  # type: ignore[arg-type]
+        return layer_client._validator
+
+
+@given(references)
 def test_tags_are_checked_by_the_documented_rules(reference: str) -> None:
-    validator = ecr_layers.LayerClient(
-        botocore.session.get_session().create_client(  # type: ignore[arg-type]
-            "ecr", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
-        )
-    )._validator
-    try:
-        params, ref, by_digest = validator.image_params(REPO, reference, None)
-    except ecr_layers.InvalidParameter:
+    if not reference_is_valid(reference):
+        with pytest.raises(ecr_layers.InvalidParameter) as caught:
+            validator().image_params(REPO, reference, None)
+        assert caught.value.parameter == ("imageDigest" if ":" in reference else "imageTag")
         return
+    params, ref, by_digest = validator().image_params(REPO, reference, None)
     assert ref.reference == reference
-    assert len(reference) <= 300
     assert by_digest == (":" in reference)
     assert params["imageIds"] == [{("imageDigest" if by_digest else "imageTag"): reference}]
 
@@ -275,16 +311,115 @@ def test_manifests_over_the_cap_are_refused(ecr: LocalECR, either: Synchronous) 
     assert caught.value.limit == 4 * 1024 * 1024
 
 
-@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
-def test_the_manifest_parser_raises_only_typed_errors(data: bytes) -> None:
+def descriptor_of(raw: dict[str, Any]) -> tuple[str, str, int, dict[str, str]]:
+    return raw["mediaType"], raw["digest"], raw["size"], raw.get("annotations", {})
+
+
+def fields(descriptor: ecr_layers.Descriptor) -> tuple[str, str, int, dict[str, str]]:
+    # Descriptor's equality leaves the annotations out; they are compared here.
+    return descriptor.media_type, descriptor.digest, descriptor.size, dict(descriptor.annotations)
+
+
+@given(manifests, st.data())
+def test_a_valid_manifest_parses_to_what_it_says(
+    document: dict[str, Any], data: st.DataObject
+) -> None:
     from ecr_layers._manifest import load, manifest_parts
 
     ref = ecr_layers.ImageRef(REPO, "v1")
+    served_type = data.draw(st.sampled_from([None, document["mediaType"]]))
+    kind, parsed = load(data.draw(as_bytes(document)), served_type, ref)
+    assert (kind, parsed) == (document["mediaType"], document)
+    config, layers = manifest_parts(parsed, ref)
+    assert fields(config) == descriptor_of(document["config"])
+    assert [fields(layer) for layer in layers] == [descriptor_of(d) for d in document["layers"]]
+
+
+#: A manifest that is valid as it is: the base of the examples below.
+VALID_MANIFEST: dict[str, Any] = {
+    "schemaVersion": 2,
+    "mediaType": OCI_MANIFEST,
+    "config": {"mediaType": "c", "digest": "sha256:" + "c" * 64, "size": 2},
+    "layers": [{"mediaType": "l", "digest": "sha256:" + "a" * 64, "size": 0}],
+}
+
+
+def with_edges(test: Callable[..., None]) -> Callable[..., None]:
+    """*test* run on `VALID_MANIFEST` with every edge of `WRONG_EDGES` put in each descriptor."""
+    for holder in ("config", "layers[0]"):
+        for member, values in WRONG_EDGES.items():
+            for value in values:
+                test = example(spoil(VALID_MANIFEST, f"{holder}.{member}", value))(test)
+    return test
+
+
+@given(manifests_with_one_field_wrong())
+@example(spoil(VALID_MANIFEST, "layers", None))
+@example(spoil(VALID_MANIFEST, "layers", {}))
+@example(spoil(VALID_MANIFEST, "config", MISSING))
+@example(spoil(VALID_MANIFEST, "config", []))
+@with_edges
+def test_a_manifest_with_one_field_wrong_is_refused_naming_it(
+    case: tuple[dict[str, Any], str],
+) -> None:
+    from ecr_layers._manifest import load, manifest_parts
+
+    document, wrong = case
+    ref = ecr_layers.ImageRef(REPO, "v1")
+    _kind, parsed = load(json.dumps(document).encode(), None, ref)
+    with pytest.raises(ecr_layers.InvalidResponse) as caught:
+        manifest_parts(parsed, ref)
+    assert type(caught.value) is ecr_layers.InvalidResponse
+    assert caught.value.image == ref
+    if wrong == "layers":
+        assert "no list of layers" in caught.value.message
+    elif wrong.startswith("config"):
+        assert "config is not a valid descriptor" in caught.value.message
+    else:
+        index = int(wrong.split("[")[1].split("]")[0])
+        assert f"layer {index} is not a valid descriptor" in caught.value.message
+
+
+def test_the_base_of_those_examples_is_valid() -> None:
+    from ecr_layers._manifest import load, manifest_parts
+
+    ref = ecr_layers.ImageRef(REPO, "v1")
+    manifest_parts(load(json.dumps(VALID_MANIFEST).encode(), None, ref)[1], ref)
+
+
+@given(
+    json_values.flatmap(as_bytes) | st.binary(max_size=300),
+    st.sampled_from([None, "application/x-other"]),
+)
+def test_what_is_not_a_manifest_object_is_refused_by_kind(
+    data: bytes, served_type: str | None
+) -> None:
+    from ecr_layers._manifest import load
+
+    ref = ecr_layers.ImageRef(REPO, "v1")
     try:
-        _kind, document = load(data, None, ref)
-        manifest_parts(document, ref)
-    except ecr_layers.ECRError:
-        pass
+        document = json.loads(data)
+    except ValueError:
+        expected: type[ecr_layers.ECRError] = ecr_layers.InvalidResponse
+    else:
+        # Accepted only as an object whose media type (the served one first) is readable.
+        readable = isinstance(document, dict) and (served_type or document.get("mediaType")) in (
+            OCI_MANIFEST,
+            DOCKER_MANIFEST,
+            OCI_INDEX,
+            DOCKER_LIST,
+        )
+        if readable:
+            load(data, served_type, ref)
+            return
+        expected = (
+            ecr_layers.UnsupportedMediaType
+            if isinstance(document, dict)
+            else ecr_layers.InvalidResponse
+        )
+    with pytest.raises(ecr_layers.ECRError) as caught:
+        load(data, served_type, ref)
+    assert type(caught.value) is expected
 
 
 # -- get_config -----------------------------------------------------------------------

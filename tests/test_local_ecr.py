@@ -403,7 +403,8 @@ def test_fixture_restores_environment_and_default_client(pytester: pytest.Pytest
             assert ecr_layers.default_client() is BEFORE[0]
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    # In the order written: the three tests are one story (pytest-randomly would shuffle it).
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=3)
 
 

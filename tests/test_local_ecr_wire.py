@@ -339,10 +339,10 @@ def test_clients_that_reset_or_stall_leave_no_traceback(
         reset(broken(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"))
         reset(broken(b"POST / HTTP/1.1\r\nHost: x\r\nContent-"))
         reset(broken(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), read=True))
-        # Stop sending mid-body until the server's timeout.
-        stalled = broken(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
-        time.sleep(0.6)
-        stalled.close()
+        # Stop sending mid-body until the server's timeout, which closes the connection.
+        with broken(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{") as stalled:
+            stalled.settimeout(10)
+            assert stalled.recv(1) == b""
         assert HTTP.request("GET", url).status == 200  # still serving
     assert capfd.readouterr().err == ""
     assert not [r for r in caplog.records if r.name.startswith("ecr_layers.testing")]

@@ -265,3 +265,102 @@ def test_only_a_slip_of_botocores_parser_is_an_invalid_response() -> None:
     except AttributeError as exc:
         ours: Exception = exc
     assert from_botocore(ours, layer) is None
+
+
+# -- the async transport: aiohttp, under aiobotocore's API calls and the async downloads ---
+
+AIOHTTP_URL = "http://127.0.0.1:9/k?X-Amz-Signature=SECRETSECRET"
+
+
+def aiohttp_errors() -> list[BaseException]:
+    """One instance of every exception aiohttp defines for a client to meet: its
+    ClientError tree, its HTTP parser's errors (not ClientErrors) and the timeout."""
+    import asyncio
+    import inspect
+    import ssl
+
+    import aiohttp
+    import yarl
+    from aiohttp import http_exceptions
+    from aiohttp.client_reqrep import ConnectionKey, RequestInfo
+
+    key = ConnectionKey(*[None] * len(ConnectionKey._fields))  # type: ignore[arg-type]
+    info = RequestInfo(yarl.URL(AIOHTTP_URL), "GET", {}, yarl.URL(AIOHTTP_URL))  # type: ignore[arg-type]
+
+    def build(cls: type[BaseException]) -> BaseException:  # noqa: PLR0911 (one per shape)
+        # By the constructor's parameters, so that each is made as aiohttp makes it.
+        params = inspect.signature(cls.__init__).parameters
+        if "request_info" in params:
+            return cls(info, (), status=500, message="bad")  # type: ignore[call-arg]
+        if "certificate_error" in params:
+            return cls(key, ssl.SSLCertVerificationError("bad certificate"))
+        if "connection_key" in params:
+            extra = ("/run/sock",) if "path" in params else ()
+            return cls(*extra, key, ConnectionRefusedError(111, "refused"))
+        if "expected" in params:
+            return cls(b"a", b"b", "h", 1)
+        if "url" in params:
+            return cls(AIOHTTP_URL)
+        if "hdr" in params or "line" in params:
+            return cls("bad")
+        message = params.get("message")
+        if message is not None and message.kind is message.KEYWORD_ONLY:
+            return cls(message="bad")  # type: ignore[call-arg]
+        return cls("bad")
+
+    classes = [
+        *_subclasses(aiohttp.ClientError),
+        *_subclasses(http_exceptions.HttpProcessingError),
+        asyncio.TimeoutError,
+    ]
+    return [build(cls) for cls in dict.fromkeys(classes)]
+
+
+def expected_for_aiohttp(exc: BaseException) -> type[ecr_layers.ECRError]:
+    """What each should become, by what it means."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        return ecr_layers.EndpointTimeout
+    return ecr_layers.EndpointUnreachable
+
+
+def test_every_aiohttp_error_of_an_async_api_call_is_typed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiohttp is aiobotocore's transport: whatever it raises under an API call, the
+    # caller gets the typed error it means, never aiohttp's class or UnknownError.
+    import asyncio
+
+    import aiohttp
+
+    from ecr_layers.aio import AsyncLayerClient
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    errors = aiohttp_errors()
+    raised: list[BaseException] = []
+
+    async def fail(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> Any:
+        raise raised[-1]
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", fail)
+
+    async def main() -> list[tuple[type[BaseException], type[BaseException]]]:
+        outcomes: list[tuple[type[BaseException], type[BaseException]]] = []
+        async with AsyncLayerClient(
+            endpoint_url="http://127.0.0.1:9",
+            region_name="us-east-1",
+            retry_policy=ecr_layers.RetryPolicy(attempts=1),
+        ) as client:
+            for exc in errors:
+                raised.append(exc)
+                with pytest.raises(ecr_layers.ECRError) as caught:
+                    await client.get_layer_url("team/app", DIGEST)
+                outcomes.append((type(exc), type(caught.value)))
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert len(outcomes) == len(errors) > 40
+    for exc, (cls, got) in zip(errors, outcomes, strict=True):
+        assert got is expected_for_aiohttp(exc), (cls, got)

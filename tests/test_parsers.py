@@ -15,15 +15,22 @@ from ecr_layers import _mapping, _transfer
 from ecr_layers._url import expiry_from_url
 from ecr_layers.testing._s3 import parse_range as _parse_range
 
-from .strategies import documented_digests
+from .strategies import documented_digests, urls
 
 HEX = "0123456789abcdef"
 LAYER = ecr_layers.LayerRef("team/app", "sha256:ab")
 
 
-@given(st.text())
-def test_expiry_never_raises(text: str) -> None:
-    assert expiry_from_url(text) is None or isinstance(expiry_from_url(text), dt.datetime)
+@given(st.text() | urls)
+def test_expiry_is_none_unless_the_url_says_and_never_raises(text: str) -> None:
+    got = expiry_from_url(text)
+    names = [pair.partition("=")[0] for pair in text.partition("?")[2].split("&")]
+    if "X-Amz-Date" not in names or "X-Amz-Expires" not in names:
+        assert got is None
+    elif text.isascii() and names.count("X-Amz-Date") == names.count("X-Amz-Expires") == 1:
+        assert got == _expiry_by_regex(text)  # the oracle's domain: see test_expiry_agrees...
+    else:
+        assert got is None or isinstance(got, dt.datetime)
 
 
 @given(
@@ -88,7 +95,15 @@ def test_range_parsing_never_raises(header: str) -> None:
     assert got is None or 0 <= got[0] < got[1] <= 100
 
 
-@given(st.integers(min_value=300, max_value=599), st.binary(), st.text())
+# S3's XML error bodies with any code and message in them, and bytes of any kind.
+_ERROR_BODIES = st.binary() | st.builds(
+    "<Error><Code>{}</Code><Message>{}</Message></Error>".format,
+    st.sampled_from(["NoSuchKey", "SlowDown", "AccessDenied", "InternalError"]) | st.text(),
+    st.text(),
+).map(lambda text: text.encode("utf-8", "surrogatepass"))
+
+
+@given(st.integers(min_value=300, max_value=599), _ERROR_BODIES, st.text())
 def test_download_host_answers_always_map_to_one_typed_error(
     status: int, body: bytes, retry_after: str
 ) -> None:
@@ -145,22 +160,35 @@ def test_escape_sequences_from_the_server_never_reach_a_message() -> None:
     assert "\x07" not in error.message
 
 
-@given(st.sampled_from([200, 206]), st.text(), st.text(), st.integers(0, 10**12))
-def test_content_range_parsing_raises_only_a_server_error_with_context(
-    status: int, content_range: str, length: str, start: int
+@given(st.sampled_from([200, 206]), st.integers(0, 10**12), st.data())
+def test_content_range_parsing_reads_the_total_or_raises_a_server_error_with_context(
+    status: int, start: int, data: st.DataObject
 ) -> None:
+    first = data.draw(st.just(start) | st.integers(0, 10**12))
+    content_range = data.draw(
+        st.builds(
+            "bytes {}-{}/{}".format,
+            st.just(first),
+            st.integers(0, 10**13),
+            st.integers(0, 10**13).map(str) | st.just("*"),
+        )
+        | st.text()
+    )
+    length = data.draw(st.integers(0, 10**21).map(str) | st.text())
     headers = {"Content-Range": content_range, "Content-Length": length}
-    error: ecr_layers.ServerError | None = None
-    total = None
-    try:
-        total = _transfer.parse_range(status, headers, start, LAYER)
-    except ecr_layers.ServerError as exc:
-        error = exc
-    if error is not None:
-        assert status == 206
-        assert error.layer == LAYER
+    if status == 206:
+        # The range must be the one asked for; its total may be unknown ("*").
+        match = re.fullmatch(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)", content_range)
+        if match is None or int(match[1]) != start:
+            with pytest.raises(ecr_layers.ServerError) as caught:
+                _transfer.parse_range(status, headers, start, LAYER)
+            assert caught.value.layer == LAYER
+            return
+        expected = None if match[3] == "*" else int(match[3])
     else:
-        assert total is None or total >= 0
+        # Content-Length: ASCII digits only (int() would take "²" and " 1"), 20 at most.
+        expected = int(length) if re.fullmatch(r"[0-9]{1,20}", length) else None
+    assert _transfer.parse_range(status, headers, start, LAYER) == expected
 
 
 def _expiry_by_regex(url: str) -> dt.datetime | None:

@@ -247,9 +247,11 @@ def test_ctrl_c_stops_a_pull_at_once_and_leaves_the_index_alone(
     # is cancellation (test_aio).
     import time
 
-    layers = [random_layer(2 * 1024 * 1024, seed=n) for n in range(4)]
+    layers = [random_layer(8 * 1024 * 1024, seed=n) for n in range(4)]
     ecr.push_layers_image(REPO, "v1", layers)
-    ecr.faults.bandwidth = 256 * 1024  # 8 s per layer: long enough to be cut short
+    # 8 s per layer: long enough to be cut short, and the first MiB (the first progress)
+    # comes after 1 s.
+    ecr.faults.bandwidth = 1024 * 1024
     layout = tmp_path / "layout"
     started = 0.0
 

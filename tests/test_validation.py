@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import re
 
 import botocore.session
@@ -13,6 +12,7 @@ from ecr_layers import InvalidParameter
 from ecr_layers._validation import Validator, rules_from_model
 
 from .strategies import (
+    DOCUMENTED_REPOSITORY,
     documented_digests,
     documented_registry_ids,
     documented_repository_names,
@@ -33,10 +33,12 @@ MEMBERS = input_members(MODEL)
 
 
 def model_accepts(field: str, value: str) -> bool:
-    """The oracle: the service model's own rule, applied by hand."""
+    """The oracle: the service model's own rule, applied by hand, and the documented
+    255-character cap on a digest (the model states no maximum for it)."""
     meta = MEMBERS[field].metadata
+    longest = meta.get("max", 255 if field == "layerDigest" else 10**9)
     return (
-        meta.get("min", 0) <= len(value) <= meta.get("max", 10**9)
+        meta.get("min", 0) <= len(value) <= longest
         and re.fullmatch(meta["pattern"], value) is not None
     )
 
@@ -49,6 +51,7 @@ def check(validator: Validator, field: str, value: object) -> None:
 def test_accepts_everything_the_documented_patterns_accept(
     name: str, digest: str, reg: str
 ) -> None:
+    assert re.fullmatch(DOCUMENTED_REPOSITORY, name)  # the strategy draws the pattern's names
     params = VALIDATOR.params(name, digest, reg)
     assert params == {"repositoryName": name, "layerDigest": digest, "registryId": reg}
 
@@ -67,12 +70,24 @@ def test_accepts_exactly_the_model_full_match_set(field: str, value: str) -> Non
         assert info.value.http_status is None
 
 
-@given(st.text(), st.text(), st.one_of(st.none(), st.text()))
-def test_never_raises_anything_but_invalid_parameter(
+@given(
+    documented_repository_names | near_misses,
+    documented_digests | near_misses,
+    st.none() | documented_registry_ids | near_misses,
+)
+def test_accepts_what_the_model_accepts_and_names_the_first_field_it_does_not(
     name: str, digest: str, reg: str | None
 ) -> None:
-    with contextlib.suppress(InvalidParameter):
+    fields = [("repositoryName", name), ("layerDigest", digest)]
+    fields += [("registryId", reg)] if reg is not None else []
+    refused = [field for field, value in fields if not model_accepts(field, value)]
+    if not refused:
+        params = VALIDATOR.params(name, digest, reg)
+        assert params == {field: value for field, value in fields}
+        return
+    with pytest.raises(InvalidParameter) as info:
         VALIDATOR.params(name, digest, reg)
+    assert info.value.parameter == refused[0]  # checked in the request's order
 
 
 @pytest.mark.parametrize("name", ["a__b", "a--b", "a---b/c_d"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import selectors
 import socket
 import sys
 import time
@@ -48,7 +49,40 @@ _LINGER_SECONDS = 1.0
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+    # handle_request() is only called once the socket is readable: never wait in it.
+    timeout = 0
     ecr: LocalECR
+
+    def __init__(self, address: tuple[str, int], handler: type[Handler]) -> None:
+        # Before binding: a failed bind calls server_close(), which closes these too.
+        self._stopping = False
+        self._wake_read, self._wake_write = socket.socketpair()
+        super().__init__(address, handler)
+
+    def serve_until_stopped(self) -> None:
+        """Serve until `stop_serving`.
+
+        socketserver's serve_forever polls for its shutdown flag, so every stop waits
+        up to a poll interval (a test suite's teardowns add up); this loop also wakes
+        on a byte from `stop_serving`, and stops at once.
+        """
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self and not self._stopping:
+                        self.handle_request()
+
+    def stop_serving(self) -> None:
+        """Make `serve_until_stopped` return (from another thread)."""
+        self._stopping = True
+        self._wake_write.send(b"\0")
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_read.close()
+        self._wake_write.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints every handler exception to stderr.  A client that

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _seed, _signing
 from ._faults import Faults, Stats
@@ -23,6 +23,7 @@ from ._seed import SeededImage, SeededManifest
 from ._store import PullThroughRule, Registry
 
 if TYPE_CHECKING:
+    import botocore.session
     from types_boto3_ecr.client import ECRClient
 
     from ecr_layers import LayerClient, RetryPolicy
@@ -44,6 +45,9 @@ class LocalECR:
 
     Requests must be SigV4-signed with `access_key_id` / `secret_access_key`.
     """
+
+    _session: ClassVar[botocore.session.Session | None] = None
+    _session_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -86,11 +90,7 @@ class LocalECR:
         """Start serving in a background thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(
-                # A short poll keeps stop() (and each test's teardown) quick.
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="LocalECR",
-                daemon=True,
+                target=self._server.serve_until_stopped, name="LocalECR", daemon=True
             )
             self._thread.start()
         return self
@@ -98,7 +98,7 @@ class LocalECR:
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
         if self._thread is not None:
-            self._server.shutdown()
+            self._server.stop_serving()
             self._thread.join()
             self._thread = None
         self._server.server_close()
@@ -233,15 +233,21 @@ class LocalECR:
 
         from ecr_layers import BOTOCORE_CONFIG
 
-        session = botocore.session.Session()
-        client = session.create_client(
-            "ecr",
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
-            config=BOTOCORE_CONFIG.merge(Config(**config)),
-        )
+        # One session for every LocalECR's clients in the process: a session costs five
+        # times what a client made from it does (botocore registers its handlers anew),
+        # and everything that differs between endpoints is passed to create_client.
+        # Sessions are not thread-safe, hence the lock.
+        with LocalECR._session_lock:
+            if LocalECR._session is None:
+                LocalECR._session = botocore.session.Session()
+            client = LocalECR._session.create_client(
+                "ecr",
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                config=BOTOCORE_CONFIG.merge(Config(**config)),
+            )
         return client  # type: ignore[return-value]
 
     def client(self, *, retry_policy: RetryPolicy | None = None, **config: Any) -> LayerClient:
