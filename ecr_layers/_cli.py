@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ __all__ = [
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     try:
+        _escape_the_unshowable()
         args = _parser().parse_args(argv)
         status = _COMMANDS[args.command](args)
         # Flushed here, not at exit: with a buffered stdout (PYTHONUNBUFFERED unset), a
@@ -70,6 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(exc, file=sys.stderr)
         print(error_line(exc), file=sys.stderr, flush=True)
         return exit_code(exc)
+
+
+def _escape_the_unshowable() -> None:
+    # What the terminal's encoding (or PYTHONIOENCODING) cannot show comes out escaped,
+    # \xf6 or \u2713, as Python already does on stderr: not a UnicodeEncodeError once
+    # the work is done.  A file name of undecodable bytes is such text even in UTF-8.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not stream.closed:
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _debugging() -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -117,3 +119,77 @@ def test_the_class_list_is_botocores() -> None:
     names = {cls.__name__ for cls in botocore_error_classes()}
     assert {"ConfigParseError", "InvalidDefaultsMode", "ProfileNotFound"} <= names
     assert len(names) > 50
+
+
+# -- the output never fails on the terminal's encoding --------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "ascii:strict", "latin-1:strict"])
+def test_output_that_the_terminal_cannot_encode_is_escaped(
+    local_ecr: LocalECR, tmp_path: pathlib.Path, encoding: str
+) -> None:
+    [digest] = local_ecr.push_image(REPO, [b"layer"])
+    where = tmp_path / "ünïcødé ✓"
+    where.mkdir()
+    env = dict(os.environ, PYTHONIOENCODING=encoding)
+    out = subprocess.run(
+        [sys.executable, "-m", "ecr_layers", "download", REPO, digest, "-o", str(where)],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert (out.returncode, out.stderr) == (0, b""), out.stderr
+    printed = out.stdout.decode(encoding.split(":", maxsplit=1)[0])  # all the terminal could take
+    assert "\\u2713" in printed  # the check mark, escaped: still readable, still one line
+    assert len(printed.splitlines()) == 1
+
+
+def test_an_error_line_that_the_terminal_cannot_encode_is_escaped(local_ecr: LocalECR) -> None:
+    local_ecr.create_repository(REPO)
+    local_ecr.faults.fail_next(
+        "GetDownloadUrlForLayer", code="LayersNotFoundException", status=400, message="nö ✓"
+    )
+    env = dict(os.environ, PYTHONIOENCODING="ascii:strict")
+    out = subprocess.run(
+        [sys.executable, "-m", "ecr_layers", "url", REPO, "sha256:" + "0" * 64],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == code_of("LayersNotFound"), out.stderr
+    assert "n\\xf6 \\u2713" in one_line(out.stderr.decode("ascii"))
+
+
+def test_the_demo_runs_on_an_ascii_terminal() -> None:
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    out = subprocess.run(
+        [sys.executable, "-m", "ecr_layers", "demo"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert (out.returncode, out.stderr) == (0, b""), out.stderr
+    assert "\\u2026" in out.stdout.decode("ascii")  # its ellipses, escaped
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped(
+    local_ecr: LocalECR, tmp_path: pathlib.Path
+) -> None:
+    # A name of bytes that are no UTF-8 reaches Python as lone surrogates, which even a
+    # UTF-8 terminal's strict encoder refuses.
+    [digest] = local_ecr.push_image(REPO, [b"layer"])
+    where = os.path.join(os.fsencode(tmp_path), b"bad\xff")
+    os.mkdir(where)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8:strict")
+    out = subprocess.run(
+        [sys.executable, "-m", "ecr_layers", "download", REPO, digest, "-o", where],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert (out.returncode, out.stderr) == (0, b""), out.stderr
+    assert b"bad\\udcff" in out.stdout
