@@ -8,20 +8,25 @@ status: 2 for configuration it cannot use, 130 for Ctrl-C, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from botocore import exceptions as bce
 
 import ecr_layers
-from ecr_layers import _botocore
-from ecr_layers.testing import LocalECR
+from ecr_layers import _botocore, _cli
+from ecr_layers.testing import LocalECR, random_layer, tar_layer
 
-from .imaging import REPO
+from .imaging import REPO, image_answer, serve_images
 from .test_cli import code_of, one_line, run
 
 #: The console script pip made for ``[project.scripts]``: what a user runs.
@@ -140,7 +145,7 @@ def test_output_that_the_terminal_cannot_encode_is_escaped(
         check=False,
     )
     assert (out.returncode, out.stderr) == (0, b""), out.stderr
-    printed = out.stdout.decode(encoding.split(":", maxsplit=1)[0])  # all the terminal could take
+    printed = out.stdout.decode(encoding.partition(":")[0])  # all the terminal could take
     assert "\\u2713" in printed  # the check mark, escaped: still readable, still one line
     assert len(printed.splitlines()) == 1
 
@@ -193,3 +198,206 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped(
     )
     assert (out.returncode, out.stderr) == (0, b""), out.stderr
     assert b"bad\\udcff" in out.stdout
+
+
+# -- Ctrl-C at any moment: exit 130, one line -----------------------------------------
+
+
+def sigint_held(pid: int) -> bool:
+    """Whether process *pid*, running the console script, blocks SIGINT (Linux /proc)."""
+    proc = pathlib.Path(f"/proc/{pid}")
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        # Between fork and exec the child is still Python's subprocess code, which
+        # blocks signals of its own.
+        if os.fsencode(SCRIPT) not in (proc / "cmdline").read_bytes().split(b"\0"):
+            return False
+        for line in (proc / "status").read_text().splitlines():
+            if line.startswith("SigBlk:"):
+                # SIGINT alone: spawning a process (platform.processor() runs uname)
+                # blocks every signal for a moment, and that is not the hold.
+                return int(line.split()[1], 16) == 1 << (signal.SIGINT - 1)
+    return False
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """An endpoint that takes connections (the kernel's backlog) and never answers."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def interrupted(proc: subprocess.Popen[bytes]) -> tuple[float, bytes]:
+    """Send *proc* Ctrl-C's signal; return how long it took to end, and its stderr."""
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return time.monotonic() - sent, err
+
+
+needs_the_script = pytest.mark.skipif(
+    not SCRIPT.exists(), reason="the console script is not installed"
+)
+needs_proc = pytest.mark.skipif(
+    not pathlib.Path("/proc/self/status").exists(), reason="reads SigBlk in Linux's /proc"
+)
+
+
+def started(endpoint: str) -> subprocess.Popen[bytes]:
+    """``ecr-layers url`` against *endpoint*, from the moment its first statement ran."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+        AWS_SECRET_ACCESS_KEY="secret",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    proc = subprocess.Popen(
+        [str(SCRIPT), "url", REPO, "sha256:" + "0" * 64, "--endpoint-url", endpoint],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    # The console script's first statement holds Ctrl-C back.  Before it, the
+    # interpreter is still starting, and Python's own rules apply.
+    deadline = time.monotonic() + 20
+    while not sigint_held(proc.pid):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the console script never held SIGINT: {proc.communicate()}")
+    return proc
+
+
+@needs_the_script
+@needs_proc
+@pytest.mark.parametrize("moment", [0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0])
+def test_ctrl_c_at_any_moment_from_the_first_statement_exits_130_on_one_line(
+    silent_endpoint: str, moment: float
+) -> None:
+    proc = started(silent_endpoint)
+    time.sleep(moment)  # the moment chosen for the Ctrl-C, not a wait for an event
+    took, err = interrupted(proc)
+    assert err.decode() == "ecr-layers: interrupted\n"
+    assert proc.returncode == code_of("KeyboardInterrupt") == 130
+    assert took < 3  # within a second, with room for a busy machine
+
+
+@needs_the_script
+@needs_proc
+def test_ctrl_c_pressed_again_and_again_is_still_one_line(silent_endpoint: str) -> None:
+    proc = started(silent_endpoint)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)  # an impatient finger
+        time.sleep(0.002)
+    _, err = proc.communicate(timeout=30)
+    assert err.decode() == "ecr-layers: interrupted\n"
+    assert proc.returncode == 130
+
+
+def test_the_console_scripts_module_holds_ctrl_c_before_importing_the_package() -> None:
+    code = (
+        "import sys, _ecr_layers_cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ecr_layers', 'botocore'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout == "[]\n"  # importing it runs nothing of ours: main() holds, then imports
+
+
+def test_main_leaves_ctrl_c_alone_in_a_program(capsys: pytest.CaptureFixture[str]) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    assert _cli.main(["--version"]) == 0
+    assert signal.getsignal(signal.SIGINT) is before
+    assert capsys.readouterr().out.startswith("ecr-layers ")
+
+
+def test_ctrl_c_ignored_by_the_parent_stays_ignored(silent_endpoint: str) -> None:
+    # A background job of a script: the shell meant it to be immune to the terminal's Ctrl-C.
+    command = ["url", REPO, "sha256:" + "0" * 64, "--endpoint-url", silent_endpoint]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecr_layers", *command, "--region", "us-east-1"],
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, AWS_ACCESS_KEY_ID="AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY="secret"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )
+    try:
+        for _ in range(20):
+            proc.send_signal(signal.SIGINT)
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(0.05)  # still running
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert err == b""
+
+
+# -- Ctrl-C ends a pull within a second, leaving nothing behind -------------------------
+
+
+def staged(layout: pathlib.Path) -> list[pathlib.Path]:
+    return list(layout.glob(".ecr-layers-staging/*"))
+
+
+def start_pull(layout: pathlib.Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(SCRIPT), "pull", REPO, "v1", "-o", str(layout)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "what the test waits for never happened"
+        time.sleep(0.01)
+
+
+@needs_the_script
+def test_ctrl_c_in_the_middle_of_a_pulls_transfers_ends_it_within_a_second(
+    local_ecr: LocalECR, tmp_path: pathlib.Path
+) -> None:
+    local_ecr.push_layers_image(
+        REPO, "v1", [random_layer(2 * 1024 * 1024, seed=n) for n in range(4)]
+    )
+    local_ecr.faults.bandwidth = 128 * 1024  # 16 s a layer
+    layout = tmp_path / "layout"
+    proc = start_pull(layout)
+    wait_until(lambda: local_ecr.stats.blob_count() >= 4 or proc.poll() is not None)
+    took, err = interrupted(proc)
+    assert one_line(err.decode()) == "ecr-layers: interrupted"
+    assert proc.returncode == 130
+    assert took < 3
+    assert not (layout / "index.json").exists()
+    assert staged(layout) == []
+
+
+# -- deep JSON and wrong arguments: their typed errors, one line -----------------------
+
+
+def test_a_deeply_nested_manifest_is_an_invalid_response_on_one_line(local_ecr: LocalECR) -> None:
+    deep = '{"schemaVersion": 2, "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    serve_images(local_ecr, image_answer(deep))
+    out = run("image", REPO, "v1")
+    assert out.returncode == code_of("InvalidResponse")
+    assert one_line(out.stderr).startswith("ecr-layers: InvalidResponse")
+
+
+def test_a_layout_with_a_deeply_nested_index_is_refused_on_one_line(
+    local_ecr: LocalECR, tmp_path: pathlib.Path
+) -> None:
+    local_ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    (tmp_path / "index.json").write_text('{"manifests": [], "x": ' + "[" * 100_000 + "}")
+    out = run("pull", REPO, "v1", "-o", str(tmp_path))
+    assert out.returncode == code_of("DestinationError")
+    assert one_line(out.stderr).startswith("ecr-layers: DestinationError")
