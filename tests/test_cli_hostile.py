@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -340,6 +341,36 @@ def test_ctrl_c_ignored_by_the_parent_stays_ignored(silent_endpoint: str) -> Non
     assert err == b""
 
 
+STUBBORN = """
+import sys, time
+from ecr_layers import _cli
+
+def stubborn(args):
+    while True:
+        try:
+            print("started", flush=True)
+            while True:
+                time.sleep(60)
+        except KeyboardInterrupt:
+            pass  # a cleanup that never ends
+
+_cli._COMMANDS["demo"] = stubborn
+_cli.console(["demo"])
+"""
+
+
+def test_a_command_that_will_not_stop_is_ended_within_a_second() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"started\n"
+    took, err = interrupted(proc)
+    assert err == b"ecr-layers: interrupted\n"
+    assert proc.returncode == 130
+    assert 0.5 < took < 3  # CtrlC's deadline, 0.9 s: the nudge at 0.5 s was swallowed too
+
+
 # -- Ctrl-C ends a pull within a second, leaving nothing behind -------------------------
 
 
@@ -374,6 +405,34 @@ def test_ctrl_c_in_the_middle_of_a_pulls_transfers_ends_it_within_a_second(
     layout = tmp_path / "layout"
     proc = start_pull(layout)
     wait_until(lambda: local_ecr.stats.blob_count() >= 4 or proc.poll() is not None)
+    took, err = interrupted(proc)
+    assert one_line(err.decode()) == "ecr-layers: interrupted"
+    assert proc.returncode == 130
+    assert took < 3
+    assert not (layout / "index.json").exists()
+    assert staged(layout) == []
+
+
+@needs_the_script
+def test_ctrl_c_while_a_pull_looks_up_its_urls_ends_it_within_a_second(
+    local_ecr: LocalECR, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lookups run on a thread pool, waiting for answers nothing can cut short: once,
+    # Ctrl-C waited 28 s for them.
+    local_ecr.push_layers_image(REPO, "v1", [tar_layer({f"f{n}": b"x"}) for n in range(3)])
+    arrived = threading.Event()
+    latency = local_ecr.faults.latency
+
+    def slow_lookups(operation: str) -> float:
+        if operation != "GetDownloadUrlForLayer":
+            return latency(operation)
+        arrived.set()  # on the server side: a lookup is in flight
+        return 30.0
+
+    monkeypatch.setattr(local_ecr.faults, "latency", slow_lookups)
+    layout = tmp_path / "layout"
+    proc = start_pull(layout)
+    wait_until(lambda: arrived.is_set() or proc.poll() is not None)
     took, err = interrupted(proc)
     assert one_line(err.decode()) == "ecr-layers: interrupted"
     assert proc.returncode == 130
