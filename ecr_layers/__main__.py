@@ -1,7 +1,11 @@
-"""``python -m ecr_layers``: the same as the ``ecr-layers`` command."""
+"""``python -m ecr_layers``: the same as the ``ecr-layers`` command.
+
+Python has imported the package by the time this runs: only the console script
+(``_ecr_layers_cli``) holds Ctrl-C back from before that.
+"""
 
 import sys
 
-from ._cli import main
+from ._cli import console
 
-sys.exit(main())
+console(sys.argv[1:])

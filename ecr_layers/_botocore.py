@@ -22,6 +22,7 @@ from ._exceptions import (
     EndpointTimeout,
     ImageRef,
     InvalidParameter,
+    UnknownError,
 )
 from ._retry import DOWNLOAD_POLICY, RetryPolicy
 from ._url import check_endpoint_url
@@ -233,7 +234,13 @@ def client_config(config: Config | None) -> Config:
 
 @contextlib.contextmanager
 def creating() -> Iterator[None]:
-    """Raise what creating a (sync or async) botocore client raises as a typed error."""
+    """Raise what creating a (sync or async) botocore client raises as a typed error.
+
+    Creating a client asks ECR nothing: what botocore refuses then, unless the error map
+    knows better (credentials, the network), is a setting it cannot use, a
+    `ConfigurationError`: an unparseable config file, ``AWS_DEFAULTS_MODE=bogus``, an
+    unknown profile, and whatever setting botocore learns to check next.
+    """
     try:
         yield
     except (bce.BotoCoreError, ValueError) as exc:
@@ -242,7 +249,10 @@ def creating() -> Iterator[None]:
         from . import _mapping
 
         # botocore's "Invalid endpoint" is a bare ValueError.
-        raise _mapping.from_botocore_error(exc, None) from exc
+        mapped = _mapping.from_botocore_error(exc, None)
+        if type(mapped) is UnknownError:
+            mapped = ConfigurationError(mapped.message)
+        raise mapped from exc
 
 
 def make_client(
