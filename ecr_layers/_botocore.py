@@ -200,8 +200,10 @@ def check_settings(**settings: Any) -> None:
     The endpoint URL's form is `check_endpoint_url`'s.
     """
 
+    given = dict(settings)  # what was passed, for the message: the checks pop as they go
+
     def wrong(name: str, kind: str) -> InvalidParameter:
-        value = settings.get(name)
+        value = given.get(name)
         return InvalidParameter(f"{name} must be {kind}, got {value!r:.60}", parameter=name)
 
     client = settings.pop("client")

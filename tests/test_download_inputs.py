@@ -202,7 +202,7 @@ def test_landing_fsyncs_the_file_and_then_the_directory(
 
 
 def test_get_layer_urls_refuses_a_bare_string(either: Synchronous) -> None:
-    with pytest.raises(TypeError, match="not a single str"):
+    with pytest.raises(ecr_layers.InvalidParameter, match="not a single str"):
         either.get_layer_urls("team/app", DIGEST)
 
 
@@ -330,13 +330,13 @@ def test_a_target_that_is_not_a_regular_file_is_refused_not_replaced(
         {"download_retry_policy": "fast"},
     ],
 )
-def test_client_settings_of_the_wrong_kind_are_configuration_errors(
+def test_client_settings_of_the_wrong_kind_are_invalid_parameters(
     kwargs: dict[str, object],
 ) -> None:
-    with pytest.raises(ecr_layers.ConfigurationError):
+    with pytest.raises(ecr_layers.InvalidParameter):
         ecr_layers.LayerClient(**kwargs)  # type: ignore[arg-type]
     for client in (5, "ecr", object()):
-        with pytest.raises(ecr_layers.ConfigurationError):
+        with pytest.raises(ecr_layers.InvalidParameter):
             ecr_layers.LayerClient(client)  # type: ignore[arg-type]
 
 
