@@ -52,7 +52,7 @@ per-session modeled exceptions do not.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Required, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -116,40 +116,38 @@ class ImageRef:
     registry_id: str | None = None
 
 
-class _Common(TypedDict, total=False):
-    code: str | None
-    request_id: str | None
-    http_status: int | None
-    attempts: int
-    retry_after: float | None
+if TYPE_CHECKING:  # for the checker only: not worth classes made at every import
+    from typing import Required, TypedDict, Unpack
 
+    class _Common(TypedDict, total=False):
+        code: str | None
+        request_id: str | None
+        http_status: int | None
+        attempts: int
+        retry_after: float | None
 
-class Context(_Common, total=False):
-    """The context any error may carry, as `ECRError` takes it: typed keywords, the same
-    for every class, so that a subclass passes them on as one value."""
+    class Context(_Common, total=False):
+        """The context any error may carry, as `ECRError` takes it: typed keywords, the same
+        for every class, so that a subclass passes them on as one value."""
 
-    layer: LayerRef | None
-    image: ImageRef | None
+        layer: LayerRef | None
+        image: ImageRef | None
 
+    class _ImageOwn(_Common, total=False):  # ImageError's, less the image it takes itself
+        layer: LayerRef | None
 
-class _ImageOwn(_Common, total=False):  # ImageError's, less the image it takes itself
-    layer: LayerRef | None
+    class _LayerOwn(_Common, total=False):  # LayerError's, less the layer it takes itself
+        image: ImageRef | None
 
+    class ImageContext(_ImageOwn, total=False):
+        """`Context` for an `ImageError`, whose image is required."""
 
-class _LayerOwn(_Common, total=False):  # LayerError's, less the layer it takes itself
-    image: ImageRef | None
+        image: Required[ImageRef | None]
 
+    class LayerContext(_LayerOwn, total=False):
+        """`Context` for a `LayerError`, whose layer is required."""
 
-class ImageContext(_ImageOwn, total=False):
-    """`Context` for an `ImageError`, whose image is required."""
-
-    image: Required[ImageRef | None]
-
-
-class LayerContext(_LayerOwn, total=False):
-    """`Context` for a `LayerError`, whose layer is required."""
-
-    layer: Required[LayerRef | None]
+        layer: Required[LayerRef | None]
 
 
 def _restore(cls: type[ECRError], state: dict[str, Any]) -> ECRError:
