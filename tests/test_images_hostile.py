@@ -70,6 +70,7 @@ def test_a_host_that_ignores_range_and_then_resets_gives_a_typed_error(
 # -- hostile BatchGetImage answers, sent over HTTP ---------------------------------------
 
 
+@pytest.mark.usefixtures("no_collection_at_the_recursion_limit")
 def test_deeply_nested_json_is_an_invalid_response(ecr: LocalECR, either: Synchronous) -> None:
     deep = '{"schemaVersion": 2, "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
     serve_images(ecr, image_answer(deep))
@@ -218,6 +219,7 @@ def test_a_manifest_that_lies_about_a_blobs_size_is_refused(
     assert not (blobs / layer.digest.split(":")[1]).exists()
 
 
+@pytest.mark.usefixtures("no_collection_at_the_recursion_limit")
 def test_an_index_json_that_is_not_a_regular_file_is_refused_at_once(
     ecr: LocalECR, either: Synchronous, tmp_path: pathlib.Path
 ) -> None:

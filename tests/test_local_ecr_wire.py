@@ -119,6 +119,7 @@ def test_the_table_is_what_is_served(ecr: LocalECR) -> None:
 # -- bodies that are not what the model says ------------------------------------------
 
 
+@pytest.mark.usefixtures("no_collection_at_the_recursion_limit")
 @pytest.mark.parametrize(
     "body",
     [b"{not json", b"[1]", b'"text"', b"\xff\xfe", b"[" * 100_000, b'{"a": ' * 50_000],
