@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shlex
+import signal
 import socket
-import time
 from typing import TYPE_CHECKING
 
 from ._cli_output import UsageError
@@ -38,12 +38,37 @@ def serve(args: argparse.Namespace) -> int:
     if args.latency:
         ecr.faults.add_latency(args.latency)
     ecr.faults.bandwidth = args.bandwidth
-    # Ctrl-C is how serve is meant to end, whenever it comes: exit 0.
+    # Ctrl-C is how serve is meant to end, whenever it comes: exit 0.  Also when serve
+    # was started with SIGINT ignored (a shell starts its background jobs so, and a
+    # script's `kill -INT` would then do nothing), and on SIGTERM, a supervisor's stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt), ecr:
         _print_banner(ecr, ecr.seed_demo_image() if args.seed else None)
-        while True:
-            time.sleep(3600)
+        _wait_for_a_signal()
     return 0
+
+
+def _wait_for_a_signal() -> None:
+    """Block until a signal comes; SIGINT's and SIGTERM's handlers raise KeyboardInterrupt.
+
+    Not time.sleep(): a signal that lands after Python's last check and before the
+    sleep begins does not interrupt it, and its handler would run only when the sleep
+    ends (an hour later).  The wakeup fd receives a byte for every signal, whenever
+    it comes, so select() returns and the handler runs at once.
+    """
+    import select
+
+    readable, writable = socket.socketpair()
+    with readable, writable:
+        writable.setblocking(False)
+        previous = signal.set_wakeup_fd(writable.fileno())
+        try:
+            while True:
+                select.select([readable], [], [])
+                readable.recv(64)
+        finally:
+            signal.set_wakeup_fd(previous)
 
 
 def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:

@@ -252,3 +252,34 @@ def test_the_demo_notices_a_retry(local_ecr: LocalECR, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "GetDownloadUrlForLayer ≠" in out
     assert "1 more than the demo asked for" in out
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_stops_cleanly_on_sigint_or_sigterm_even_started_ignoring_sigint(
+    stop: signal.Signals,
+) -> None:
+    # As a non-interactive shell starts a background job: SIGINT ignored, inherited.
+    # (The cause of the paired serve / Ctrl-C failures of issue 15: serve kept the
+    # ignored SIGINT, and a `kill -INT` did nothing.)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ecr_layers", "serve", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        assert proc.stdout is not None
+        while not proc.stdout.readline().startswith("# (serve --seed"):  # the banner's last
+            assert proc.poll() is None, "serve ended before its banner did"
+        proc.send_signal(stop)
+        assert proc.wait(30) == 0
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
