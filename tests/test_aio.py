@@ -305,21 +305,33 @@ def slowed(
     name: str,
     when: Callable[..., bool] = lambda *args: True,
 ) -> threading.Event:
-    """Make *owner.name* (run in a worker thread) wait a moment first, when *when* says so
-    of its arguments; return the event set then, for a test to cancel the task awaiting
-    it at that moment."""
-    import time
+    """Make *owner.name* (run in a worker thread) wait, when *when* says so of its
+    arguments, until the transfer is stopped; return the event set as it starts
+    waiting, for a test to cancel the task awaiting it at that moment.
+
+    The thread goes on once the cancellation has reached it, and meets the stop in
+    the step that follows: the moment each test is about.
+    """
+    from ecr_layers.aio import _worker
 
     entered = threading.Event()
+    stopped = threading.Event()
     real = getattr(owner, name)
+    real_stop = _worker.Worker.stop
+
+    def stop(self: _worker.Worker) -> None:
+        real_stop(self)
+        stopped.set()
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         if not entered.is_set() and when(*args, **kwargs):
             entered.set()
-            time.sleep(0.3)
+            if not stopped.wait(30):
+                raise AssertionError("the cancellation never stopped the transfer")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, slow)
+    monkeypatch.setattr(_worker.Worker, "stop", stop)
     return entered
 
 
@@ -335,9 +347,9 @@ def cancel_on(ecr: LocalECR, entered: threading.Event, work: Awaitable[Any]) -> 
             await task
             pytest.fail("the step to cancel in was never reached")
         task.cancel()
+        # The task ends only once its worker thread has: nothing is left to wait for.
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.5)  # whatever the worker thread was doing is done
 
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
         # An unclosed file that the bug leaks would warn when collected, after the test.

@@ -93,7 +93,12 @@ def test_read_timeouts_are_retried(local_ecr: LocalECR, digest: str) -> None:
     with pytest.raises(ecr_layers.EndpointTimeout) as info:
         client.get_layer_url("team/app", digest)
     assert info.value.attempts == 2
-    time.sleep(0.6)  # let the slow handlers finish so the count is complete
+    # A request is counted when its slow handler ends, 0.5 s after it came: wait for
+    # both, then the count must be exactly the two attempts.
+    deadline = time.monotonic() + 10
+    while local_ecr.stats.count(OP) < 2:
+        assert time.monotonic() < deadline, local_ecr.stats.count(OP)
+        time.sleep(0.01)
     assert local_ecr.stats.count(OP) == 2
 
 
@@ -169,10 +174,11 @@ def test_testing_mode_removes_waits_and_caps_attempts(local_ecr: LocalECR, diges
     ecr_layers.set_testing(True, attempts=3)
     try:
         assert ecr_layers.is_testing()
+        client = local_ecr.client(retry_policy=slow)  # built before the clock starts
         started = time.monotonic()
         with pytest.raises(ecr_layers.ServerError):
-            local_ecr.client(retry_policy=slow).get_layer_url("team/app", digest)
-        assert time.monotonic() - started < 2
+            client.get_layer_url("team/app", digest)
+        assert time.monotonic() - started < 2  # not the 30 s of waits (10 s, then 20 s)
     finally:
         ecr_layers.set_testing(False)
     assert not ecr_layers.is_testing()
