@@ -124,7 +124,7 @@ def watch(client: Any) -> None:
     if not issubclass(https.ConnectionCls, Watched):
         # The mapping the pool managers read when they make a pool: none made yet is
         # the common case, and one made before keeps its plain connections.
-        classes.update(watched_pools(http, https))
+        classes.update(watched_pools(http, https, api=True))
 
 
 def deadline_of(policy: RetryPolicy) -> float | None:

@@ -62,6 +62,7 @@ from ._exceptions import (
     UpstreamUnavailable,
 )
 from ._url import URL_IN_TEXT, redact_secrets, scrub, secrets_of
+from ._watchdog import AnswerTooLarge
 
 #: Error code -> class.  The first block is what the service model lists for
 #: GetDownloadUrlForLayer and BatchGetImage (a test fails if the model grows one
@@ -185,6 +186,11 @@ def from_botocore(
     exc: Exception, layer: LayerRef | None, image: ImageRef | None = None
 ) -> ECRError | None:
     """Return the typed error for anything a botocore call raised; None if not botocore's."""
+    too_large = _answer_too_large(exc)
+    if too_large is not None:
+        return InvalidResponse(
+            str(too_large), code=InvalidResponse.default_code, layer=layer, image=image
+        )
     if isinstance(exc, bce.ClientError):
         return from_client_error(exc, layer, image)
     if isinstance(exc, BOTOCORE_ERRORS):
@@ -209,6 +215,17 @@ def from_botocore(
             image=image,
         )
     return None
+
+
+def _answer_too_large(exc: Exception) -> AnswerTooLarge | None:
+    """The cap's refusal, raised as it is or wrapped: botocore wraps what a send
+    raises in HTTPClientError, and lets what a body's read raises through."""
+    if isinstance(exc, AnswerTooLarge):
+        return exc
+    if not isinstance(exc, bce.HTTPClientError):
+        return None
+    inner = exc.kwargs.get("error")
+    return inner if isinstance(inner, AnswerTooLarge) else None
 
 
 # What botocore raises while reading an answer of the wrong shape, and where: its

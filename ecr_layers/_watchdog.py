@@ -13,7 +13,9 @@ ends at once, and the caller raises the typed error for the deadline or the stop
 The watchdog looks at the scopes in force a few times a second, not at each request:
 a request costs a set insertion, so bounding every API call costs next to nothing.
 The connection classes watched are urllib3's (the download pool's) and botocore's (its
-API pool's), each with only ``getresponse`` changed.
+API pool's), each with only ``getresponse`` changed.  That is also where an API answer's
+size is held to `API_ANSWER_MAX`: botocore reads a whole answer into memory before it
+looks at it, so a hostile endpoint could otherwise fill memory until the deadline.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from typing import Any
 TICK = 0.1
 #: Ticks with nothing to watch before the watchdog sleeps until there is.
 IDLE_AFTER = 20
+#: The largest API answer read, in bytes.  ECR's largest is BatchGetImage's, one
+#: manifest of at most 4 MiB per image asked for (these clients ask for one), which
+#: JSON escaping can make up to six times longer.
+API_ANSWER_MAX = 32 * 1024 * 1024
 
 
 def shut(sock: Any) -> None:
@@ -219,40 +225,107 @@ class Cut(OSError):
     """A wait for an answer that `Scope` ended: at its deadline, or stopped."""
 
 
+class AnswerTooLarge(Exception):
+    """An API answer longer than `API_ANSWER_MAX`: refused before it is read past it.
+
+    Not an OSError: urllib3 and botocore would take that for a broken connection.
+    """
+
+
+class _Capped:
+    """A body's file that refuses to be read past *limit* bytes: for an answer that
+    does not say its length (chunked, or delimited by the connection's end)."""
+
+    def __init__(self, fp: Any, limit: int) -> None:
+        self._fp = fp
+        self._left = limit
+
+    def _count(self, size: int) -> None:
+        self._left -= size
+        if self._left < 0:
+            raise AnswerTooLarge(f"the API's answer is longer than {API_ANSWER_MAX} bytes")
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._fp.read(*args)
+        self._count(len(data))
+        return data
+
+    def read1(self, *args: Any) -> bytes:
+        data: bytes = self._fp.read1(*args)
+        self._count(len(data))
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        data: bytes = self._fp.readline(*args)
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        size: int = self._fp.readinto(buffer)
+        self._count(size)
+        return size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+def _cap(response: Any) -> None:
+    """Hold an API answer to `API_ANSWER_MAX`: refuse a longer stated length at once,
+    and count an unstated one as it is read."""
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isascii() and length.isdigit():
+        if int(length) > API_ANSWER_MAX:
+            response.close()
+            raise AnswerTooLarge(
+                f"the API's answer says it is {length[:40]} bytes long, more than the "
+                f"{API_ANSWER_MAX} read at most"
+            )
+        return
+    raw = getattr(response, "_fp", None)  # http.client's response, under urllib3's
+    if raw is not None and getattr(raw, "fp", None) is not None:
+        raw.fp = _Capped(raw.fp, API_ANSWER_MAX)
+
+
 class Watched:
-    """Mixed into a connection class: ``getresponse`` bounded by the thread's `Scope`."""
+    """Mixed into a connection class: ``getresponse`` bounded by the thread's `Scope`,
+    and an API call's answer held to `API_ANSWER_MAX`."""
 
     sock: Any
+    #: An API pool's connection: its answers are held to `API_ANSWER_MAX`.
+    api = False
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         scope: Scope | None = getattr(_local, "scope", None)
         sock = self.sock
         if scope is None or sock is None:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        scope.enter(sock)
-        try:
             response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            scope.leave(sock)
-        if scope.cut:
-            # Cut by us: what http.client made of a head it never finished is no answer.
-            response.close()
-            raise Cut("the answer's head did not arrive by the deadline, or was stopped")
+        else:
+            scope.enter(sock)
+            try:
+                response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            finally:
+                scope.leave(sock)
+            if scope.cut:
+                # Cut by us: what http.client made of a head it never finished is no answer.
+                response.close()
+                raise Cut("the answer's head did not arrive by the deadline, or was stopped")
+        if self.api:
+            _cap(response)
         return response
 
 
-def watched_pools(http: type[Any], https: type[Any]) -> dict[str, type[Any]]:
+def watched_pools(http: type[Any], https: type[Any], *, api: bool = False) -> dict[str, type[Any]]:
     """Subclasses of the connection pools *http* and *https* whose connections are
-    `Watched`: for a pool manager's ``pool_classes_by_scheme``."""
+    `Watched` (and, for an *api* pool, capped): for ``pool_classes_by_scheme``."""
+    extra = {"api": True} if api else {}
     return {
-        "http": type(
-            http.__name__,
-            (http,),
-            {"ConnectionCls": type("WatchedHTTPConnection", (Watched, http.ConnectionCls), {})},
-        ),
-        "https": type(
-            https.__name__,
-            (https,),
-            {"ConnectionCls": type("WatchedHTTPSConnection", (Watched, https.ConnectionCls), {})},
-        ),
+        scheme: type(
+            pool.__name__,
+            (pool,),
+            {"ConnectionCls": type(f"Watched{name}", (Watched, pool.ConnectionCls), extra)},
+        )
+        for scheme, pool, name in (
+            ("http", http, "HTTPConnection"),
+            ("https", https, "HTTPSConnection"),
+        )
     }

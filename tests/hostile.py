@@ -320,3 +320,15 @@ def echoing(behaviour: Behaviour) -> Iterator[Host]:
         yield host
     finally:
         host.stop()
+
+
+def endless_json(conn: socket.socket, data: bytes, host: Host) -> None:
+    """Answer 200 with a chunked JSON body that does not end: 48 MiB of spaces, 1 MiB a
+    chunk, then nothing more until the host stops (a client with no cap waits)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n")
+    conn.sendall(b"Transfer-Encoding: chunked\r\n\r\n")
+    piece = b" " * (1024 * 1024)
+    frame = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    for _ in range(48):
+        conn.sendall(frame)
+    host.stopping.wait()

@@ -259,3 +259,44 @@ def test_get_config_holds_the_config_to_its_descriptors_size(
         either.get_config(lying)
     assert caught.value.layer_digest == image.config.digest
     assert "bytes" in caught.value.message
+
+
+def test_an_api_answer_longer_than_the_cap_is_refused_by_its_stated_length(
+    ecr: LocalECR,
+) -> None:
+    from ecr_layers._watchdog import API_ANSWER_MAX
+
+    seeded = ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    ecr.faults.fail_next("GetDownloadUrlForLayer", status=200, body=b" " * (API_ANSWER_MAX + 1))
+    with pytest.raises(ecr_layers.InvalidResponse) as caught:
+        ecr.client().get_layer_url(REPO, seeded.layers[0].digest)
+    assert str(API_ANSWER_MAX) in caught.value.message
+    assert ecr.stats.count("GetDownloadUrlForLayer") == 1  # a bad answer, not retried
+
+
+def test_an_api_answer_that_never_ends_is_refused_at_the_cap(
+    local_ecr: LocalECR, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resource
+
+    from ecr_layers._watchdog import API_ANSWER_MAX
+
+    from . import hostile
+
+    for name, value in local_ecr.env().items():
+        monkeypatch.setenv(name, value)
+    with hostile.serving(hostile.endless_json) as host:
+        client = ecr_layers.LayerClient(
+            endpoint_url=f"http://127.0.0.1:{host.port}",
+            retry_policy=ecr_layers.RetryPolicy(attempts=1, timeout=10),
+        )
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(ecr_layers.InvalidResponse) as caught:
+            client.get_layer_url(REPO, "sha256:" + "ab" * 32)
+        grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        client.close()
+    assert str(API_ANSWER_MAX) in caught.value.message
+    assert host.requests == 1
+    # botocore keeps what it read: at most the cap (and a copy as it joins), not the
+    # endless rest.
+    assert grown_kib < 4 * API_ANSWER_MAX // 1024, grown_kib
