@@ -194,21 +194,54 @@ class LayerClient:
         workers = max(1, min(max_workers, pool_size, len(requests)))
         if workers == 1:
             return {d: self._lookup(p) for d, p in zip(digests, requests, strict=True)}
+        return self._lookup_all(digests, requests, workers)
+
+    def _lookup_all(
+        self, digests: list[str], requests: list[dict[str, Any]], workers: int
+    ) -> dict[str, LayerUrl | ECRError]:
+        """Look *requests* up on *workers* threads.  A Ctrl-C stops them all at once:
+        queued lookups never start, and those in flight have their sockets shut and
+        their waits between tries ended (a pool's own exit would run every queued one)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(workers, thread_name_prefix="ecr-layers-lookup") as pool:
-            return dict(zip(digests, pool.map(self._lookup, requests), strict=True))
+        from ._host import result
+        from ._watchdog import Scope, enter_scope
 
-    def _lookup(self, params: dict[str, Any]) -> LayerUrl | ECRError:
+        stop, scope = threading.Event(), Scope(None)
+
+        def lookup(params: dict[str, Any]) -> LayerUrl | ECRError:
+            previous = enter_scope(scope)  # each API call's scope is a child: stopped with it
+            try:
+                return self._lookup(params, stop)
+            finally:
+                enter_scope(previous)
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="ecr-layers-lookup")
         try:
-            return self._get(params)
+            futures = [pool.submit(lookup, params) for params in requests]
+            return {digest: result(future) for digest, future in zip(digests, futures, strict=True)}
+        except BaseException:
+            stop.set()
+            scope.stop()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _lookup(
+        self, params: dict[str, Any], stop: threading.Event | None = None
+    ) -> LayerUrl | ECRError:
+        try:
+            return self._get(params, stop)
         except ECRError as exc:
             return kept(exc)
 
-    def _get(self, params: dict[str, Any]) -> LayerUrl:
+    def _get(self, params: dict[str, Any], stop: threading.Event | None = None) -> LayerUrl:
         deadline = deadline_of(self._retry_policy)  # of the whole call, retries included
         return _retry.call(
-            lambda: self._get_once(params, deadline), self._retry_policy, budget=self.budget
+            lambda: self._get_once(params, deadline),
+            self._retry_policy,
+            budget=self.budget,
+            stop=stop,
         )
 
     def lookup_once(self, layer: LayerRef) -> LayerUrl:

@@ -16,7 +16,7 @@ import pathlib
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import attrs
@@ -28,7 +28,7 @@ from ._exceptions import (
     InvalidParameter,
     LayerRef,
 )
-from ._host import Downloads, Job, Reader, body, read
+from ._host import Downloads, Job, Reader, body, read, result
 from ._landing import Landing, resolve_destination
 from ._sink import Sink
 from ._transfer import (
@@ -242,7 +242,7 @@ def _parallel(job: Job, sink: Sink, total: int, connections: int) -> None:
         for _ in range(connections):
             submit()
         while pending:
-            data = _result(pending.popleft())
+            data = result(pending.popleft())
             sink.give(data, len(data), ring=False)
             del data  # freed once written, before the next range is allocated
             submit()
@@ -255,23 +255,6 @@ def _parallel(job: Job, sink: Sink, total: int, connections: int) -> None:
         raise
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
-
-
-#: How long the main thread blocks at a time while ranges download.
-_WAIT_STEP = 0.1
-
-
-def _result(future: Future[bytearray]) -> bytearray:
-    """Return a range's bytes, waiting in steps so that Ctrl-C is seen at once.
-
-    A signal that lands after Python's last check and before a blocking wait begins
-    does not interrupt the wait: its KeyboardInterrupt would come only when the range
-    ends, which a slow host can make a read timeout away.  Each step ends by itself,
-    and the handler then runs.
-    """
-    while not future.done():
-        wait((future,), timeout=_WAIT_STEP)
-    return future.result()
 
 
 def _fetch_range(job: Job, start: int, end: int) -> bytearray:

@@ -14,6 +14,7 @@ import http.client
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
@@ -303,6 +304,23 @@ class Crew:
         """Stop here if the crew was cancelled: as Ctrl-C would, for the code in between."""
         if self.cancelled.is_set():
             raise KeyboardInterrupt
+
+
+#: How long a thread that waits for a worker's result blocks at a time.
+_WAIT_STEP = 0.1
+
+
+def result(future: Future[T]) -> T:
+    """Return *future*'s result, waiting in steps so that a Ctrl-C is seen at once.
+
+    A signal that lands after Python's last check and before a blocking wait begins
+    does not interrupt the wait: its KeyboardInterrupt would come only when the work
+    ends, which a slow host can make a read timeout away.  Each step ends by itself,
+    and the handler then runs.
+    """
+    while not future.done():
+        wait((future,), timeout=_WAIT_STEP)
+    return future.result()
 
 
 def _socket_of(response: urllib3.BaseHTTPResponse) -> Any:

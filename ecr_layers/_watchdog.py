@@ -55,6 +55,7 @@ class Scope:
 
     __slots__ = (
         "_children",
+        "_ended",
         "_lock",
         "_socks",
         "_watched",
@@ -75,6 +76,7 @@ class Scope:
         self._children: list[Scope] = []
         self._lock = threading.Lock()
         self._watched = False
+        self._ended = False
 
     def stop(self, *, late: bool = False) -> None:
         """Shut every socket waiting for an answer in this scope, now and from now on:
@@ -107,7 +109,9 @@ class Scope:
         child = Scope(deadline, hold=True)
         with self._lock:
             child.stopped = self.stopped
-            self._children = [c for c in self._children if c._socks]
+            # Not "has sockets": a child made a moment ago has none yet, and must
+            # still be stopped with this scope when its request starts.
+            self._children = [c for c in self._children if not c._ended]
             self._children.append(child)
         return child
 
@@ -144,6 +148,7 @@ class Scope:
         """The scope's requests are over: its connections are reusable, unwatched."""
         with self._lock:
             self._socks.clear()
+            self._ended = True
             watched, self._watched = self._watched, False
         if watched:
             WATCHDOG.discard(self)

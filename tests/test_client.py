@@ -176,3 +176,34 @@ def test_redaction_hides_exactly_the_secret_values_and_the_password(text: str) -
 def test_a_client_and_client_settings_are_not_mixed(local_ecr: LocalECR) -> None:
     with pytest.raises(ecr_layers.ConfigurationError):
         ecr_layers.LayerClient(local_ecr.botocore_client(), region_name="eu-west-1")
+
+
+def test_a_ctrl_c_stops_every_lookup_of_get_layer_urls_at_once(
+    local_ecr: LocalECR, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import _thread
+    import time
+
+    digests = local_ecr.push_image("team/app", [bytes([i]) * 10 for i in range(40)])
+    arrived = threading.Semaphore(0)
+
+    def latency(operation: str) -> float:  # every answer 5 s late: all four workers busy
+        arrived.release()
+        return 5.0
+
+    monkeypatch.setattr(local_ecr.faults, "latency", latency)
+    client = local_ecr.client()
+
+    def interrupt_once_four_are_in_flight() -> None:
+        for _ in range(4):
+            arrived.acquire(timeout=30)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_once_four_are_in_flight, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        client.get_layer_urls("team/app", digests, max_workers=4)
+    elapsed = time.monotonic() - started
+    # Without the stop, the pool's exit ran the 36 queued lookups, 5 s each, four at once.
+    assert elapsed < 5.0, elapsed
+    assert not [t for t in threading.enumerate() if t.name.startswith("ecr-layers-lookup")]
