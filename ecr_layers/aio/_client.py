@@ -288,20 +288,12 @@ class AsyncLayerClient:
         loop = self._loop() if self._loop is not None else None
         if ecr is None or self._closed or loop is not asyncio.get_running_loop():
             ecr = await self._client()  # the slow path: opening, or refusing
-        try:
-            async with self._within(deadline):
-                with mapped_errors(params):
-                    response = await ecr.get_download_url_for_layer(**params)
-        except TimeoutError:
-            raise _late(context(params)) from None
-        return layer_url(response, params)
-
-    def _within(self, deadline: float | None) -> asyncio.Timeout:
-        """The bound of one API attempt: the call's *deadline*, else the API policy's
-        timeout from now.  aiobotocore's own timeouts restart with every byte."""
         if deadline is None:
             deadline = deadline_of(self._retry_policy)
-        return asyncio.timeout(None if deadline is None else deadline - time.monotonic())
+        async with _Bound(deadline, params=params):
+            with mapped_errors(params):
+                response = await ecr.get_download_url_for_layer(**params)
+        return layer_url(response, params)
 
     async def download_layer(
         self,
@@ -470,14 +462,11 @@ class AsyncLayerClient:
 
         async def batch_get(request: Request) -> Any:
             ecr = await self._client()
-            try:
-                async with self._within(deadline):
-                    with mapped_errors(image=request.image):
-                        response = await ecr.batch_get_image(
-                            **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
-                        )
-            except TimeoutError:
-                raise _late(image=request.image) from None
+            async with _Bound(deadline, image=request.image):
+                with mapped_errors(image=request.image):
+                    response = await ecr.batch_get_image(
+                        **request.params, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+                    )
             return answer(response, request)
 
         try:
@@ -493,5 +482,54 @@ class AsyncLayerClient:
             return done.value  # type: ignore[no-any-return]
 
 
-def _late(layer: LayerRef | None = None, image: ImageRef | None = None) -> EndpointTimeout:
-    return EndpointTimeout("the API call did not finish by its deadline", layer=layer, image=image)
+class _Bound:
+    """One API attempt held to *deadline* (``time.monotonic``): the task is cancelled
+    there, and that cancellation becomes `EndpointTimeout`.  aiobotocore's own timeouts
+    restart with every byte.  A timer handle, not ``asyncio.timeout``: this is on every
+    call's path, and costs less than half as much.
+    """
+
+    __slots__ = ("_deadline", "_fired", "_handle", "_image", "_params", "_task")
+
+    def __init__(
+        self,
+        deadline: float | None,
+        params: dict[str, Any] | None = None,
+        image: ImageRef | None = None,
+    ) -> None:
+        self._deadline = deadline
+        self._params = params
+        self._image = image
+        self._fired = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> None:
+        if self._deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            when = loop.time() + (self._deadline - time.monotonic())
+            self._handle = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        assert self._task is not None
+        self._fired = True
+        self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if not self._fired:
+            return
+        assert self._task is not None
+        # Ours, unless someone else cancelled the task too: then theirs wins.
+        if self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+            layer = context(self._params) if self._params is not None else None
+            raise EndpointTimeout(
+                "the API call did not finish by its deadline", layer=layer, image=self._image
+            ) from None
