@@ -26,6 +26,7 @@ from ._errors import ServiceError
 from ._images import Manifest, check_references, check_tag, find_images, read_manifest
 from ._layers import digest_of
 from ._oci import OCI_LAYER
+from ._uploads import Uploads
 
 _PART_SIZE = 10 * 1024 * 1024
 
@@ -43,6 +44,8 @@ class _Repository:
     uploads: dict[str, bytearray] = attrs.Factory(dict)
     # blobs that some image manifest references (configs and layers): downloadable
     referenced: set[str] = attrs.Factory(set)
+    # CreateRepository's imageTagMutability: IMMUTABLE tags never move.
+    tag_mutability: str = "MUTABLE"
 
 
 @attrs.define
@@ -70,15 +73,19 @@ class Registry:
         self._lock = threading.RLock()
         self._repos: dict[str, _Repository] = {}
         self.blobs = BlobStore(storage_dir)
+        # Beside the blobs, on their file system: a finished upload becomes a blob by rename.
+        self.uploads = Uploads(self.blobs.directory / ".uploads")
         self.pull_through: list[PullThroughRule] = []
         self._validator: Validator | None = None
 
     # -- Python seeding ---------------------------------------------------------
 
-    def create_repository(self, name: str) -> None:
+    def create_repository(self, name: str, *, tag_mutability: str = "MUTABLE") -> None:
         with self._lock:
             if name not in self._repos:
-                self._repos[name] = _Repository(name, dt.datetime.now(dt.UTC))
+                self._repos[name] = _Repository(
+                    name, dt.datetime.now(dt.UTC), tag_mutability=tag_mutability
+                )
 
     def add_layer(self, repository_name: str, data: bytes) -> str:
         digest = digest_of(data)
@@ -125,7 +132,8 @@ class Registry:
                     f"The repository with name '{name}' already exists in the registry "
                     f"with id '{self.registry_id}'",
                 )
-            self.create_repository(name)  # type: ignore[arg-type]
+            mutability = request.get("imageTagMutability") or "MUTABLE"
+            self.create_repository(name, tag_mutability=mutability)  # type: ignore[arg-type]
             return {"repository": self._describe(self._repos[name])}  # type: ignore[index]
 
     def DescribeRepositories(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -212,10 +220,13 @@ class Registry:
         with self._lock:
             repo = self._repo(request)
             check_references(manifest, repo.layers, repo.manifests)
-            repo.manifests[image_digest] = manifest
-            repo.referenced.update(manifest.blobs)
-            if tag:
-                repo.tags[tag] = image_digest
+            if tag and moves_immutable_tag(repo, tag, image_digest):
+                raise ServiceError(
+                    "ImageTagAlreadyExistsException",
+                    f"The image tag '{tag}' already exists in the '{repo.name}' repository "
+                    "and cannot be overwritten because the repository is immutable.",
+                )
+            self.store_manifest(repo, image_digest, manifest, tag)
         image_id = {"imageDigest": image_digest, **({"imageTag": tag} if tag else {})}
         return {
             "image": {
@@ -273,6 +284,23 @@ class Registry:
 
     # -- Helpers ------------------------------------------------------------------
 
+    def store_manifest(
+        self, repo: _Repository, digest: str, manifest: Manifest, tag: str | None
+    ) -> None:
+        """Keep *manifest* in *repo* (lock held), tagged *tag*; its blobs become downloadable."""
+        repo.manifests[digest] = manifest
+        repo.referenced.update(manifest.blobs)
+        if tag:
+            repo.tags[tag] = digest
+
+    def lock(self) -> threading.RLock:
+        """The lock every read and change of the repositories holds."""
+        return self._lock
+
+    def repository(self, name: str) -> _Repository | None:
+        """Return repository *name* (hold `lock` while using it), or None."""
+        return self._repos.get(name)
+
     def is_referenced(self, repository_name: str, digest: str) -> bool:
         with self._lock:
             repo = self._repos.get(repository_name)
@@ -326,8 +354,13 @@ class Registry:
             "repositoryName": repo.name,
             "repositoryUri": f"{self._host()}/{repo.name}",
             "createdAt": repo.created_at.timestamp(),
-            "imageTagMutability": "MUTABLE",
+            "imageTagMutability": repo.tag_mutability,
         }
+
+
+def moves_immutable_tag(repo: _Repository, tag: str, digest: str) -> bool:
+    """Return whether tagging *digest* as *tag* would move an immutable repository's tag."""
+    return repo.tag_mutability == "IMMUTABLE" and repo.tags.get(tag, digest) != digest
 
 
 def _repository_not_found(name: str, registry_id: str) -> ServiceError:
