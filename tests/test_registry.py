@@ -33,7 +33,8 @@ def v2(ecr: LocalECR) -> V2:
 
 
 def repo(request: pytest.FixtureRequest) -> str:
-    return "t/" + request.node.name.lower().replace("_", "-")[:60]
+    name: str = request.node.name
+    return "t/" + name.lower().replace("_", "-")[:60]
 
 
 # -- auth --------------------------------------------------------------------------------
