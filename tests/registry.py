@@ -75,8 +75,11 @@ class V2:
         redirect: bool = False,
     ) -> urllib3.BaseHTTPResponse:
         url = path if path.startswith("http") else self.base + path
+        # No retries ever; redirects followed only when asked (a blob GET to its URL).
+        retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0,
+                                redirect=3 if redirect else 0, raise_on_redirect=False)  # fmt: skip
         return self.http.request(
-            method, url, body=body, headers={**self.headers, **(headers or {})}, redirect=redirect
+            method, url, body=body, headers={**self.headers, **(headers or {})}, retries=retries
         )
 
     def push_blob(self, name: str, data: bytes) -> str:
