@@ -188,7 +188,7 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
     first = rest.index("image      demo/app:v1")
     inspected = json.loads("\n".join(rest[:first]))
     assert inspected["Layers"] == digests
-    *shown, pulled, url, path = rest[first:]
+    *_, pulled, url, path = rest[first:]
     assert pulled.endswith(" oci:./layout:v1")
     assert (work / "layout" / "index.json").is_file()
     assert url.startswith("http://127.0.0.1:")
