@@ -13,7 +13,6 @@ Target: the server's peak RSS grows by <= 64 MiB for a 1 GiB push.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import os
 import time
