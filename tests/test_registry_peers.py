@@ -261,3 +261,36 @@ def test_dxf_pushes_and_pulls_a_blob(ecr: LocalECR) -> None:
     import urllib3
 
     assert urllib3.request("GET", url.download_url).data == data
+
+
+def test_the_docs_shell_commands_run_as_written(ecr: LocalECR, tmp_path: pathlib.Path) -> None:
+    import re
+    import shutil
+
+    page = (pathlib.Path(__file__).parent.parent / "docs" / "testing.md").read_text()
+    section = page.split("## Push with skopeo, oras or docker", 1)[1].split("\n## ", 1)[0]
+    [script] = re.findall(r"^```sh\n(.*?)^```", section, re.DOTALL | re.MULTILINE)
+    aws = os.environ.get("ECR_LAYERS_AWS_CLI") or shutil.which("aws")
+    if aws is None:
+        pytest.skip("the AWS CLI is not installed")
+    skopeo_path()
+    layout = write_layout(tmp_path / "layout")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "aws").symlink_to(aws)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(ecr.env(), AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")
+    env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(
+        ["sh", "-ec", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert layout["digest"] in done.stdout.splitlines()
+    copied = json.loads((tmp_path / "out" / "manifest.json").read_bytes())
+    [layer] = copied["layers"]
+    assert layer["digest"] in {layer.digest for layer in layout["layers"].values()}
+    assert (
+        sha256((tmp_path / "out" / layer["digest"].split(":")[1]).read_bytes()) == layer["digest"]
+    )
