@@ -138,6 +138,7 @@ class RegistryTokens:
         return (
             hmac.compare_digest(self._mac(body).encode(), mac.encode())
             and generation == str(self._generation)
+            and expires.isascii()
             and expires.isdigit()
             and int(expires) > time.time()
         )
