@@ -361,3 +361,12 @@ def test_malformed_requests_get_400_not_a_dropped_connection(
         assert s.recv(100).startswith(b"HTTP/1.1 400")
     assert v2("GET", "/v2/UPPER/tags/list").status == 400
     assert v2("GET", "/v2/no/such/route").status == 404
+
+
+def test_a_large_body_refused_before_it_is_read_still_gets_its_answer(ecr: LocalECR) -> None:
+    anonymous = V2(ecr.endpoint_url, None)
+    before = ecr.stats.registry_count("PatchUpload", status=401)
+    refused = anonymous("PATCH", "/v2/t/x/blobs/uploads/abc", os.urandom(8 * 1024 * 1024))
+    assert (refused.status, error_codes(refused)) == (401, ["UNAUTHORIZED"])
+    assert refused.headers["Connection"] == "close"
+    assert ecr.stats.registry_count("PatchUpload", status=401) == before + 1

@@ -223,6 +223,11 @@ class Handler(BaseHTTPRequestHandler):
         """Answer without reading the body, then close the connection."""
         self.close_connection = True
         self._api_error(operation, code, message, status, close=True)
+        self.linger()
+
+    def linger(self) -> None:
+        """Having answered without reading the body: send our end, and read and drop a bounded
+        part of what the client still sends, so that it reads the answer."""
         self.wfile.flush()
         self.connection.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + _LINGER_SECONDS

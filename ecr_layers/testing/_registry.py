@@ -101,6 +101,8 @@ class Exchange:
         self.operation = "?"
         self.range_header: str | None = None
         self._body_read = False
+        # A body left unread, too big to drain: the connection closes after the answer.
+        self._unread = False
 
     # -- the request's story ----------------------------------------------------------
 
@@ -486,7 +488,7 @@ class Exchange:
             self.handler.close_connection = True
             return
         if length is None or length > _DRAIN:
-            self.handler.close_connection = True
+            self.handler.close_connection = self._unread = True
             return
         self._body_read = True
         if length and len(self.handler.rfile.read(length)) < length:
@@ -536,11 +538,13 @@ class Exchange:
             handler.send_header("Connection", "close")
         handler.end_headers()
         if self.method == "HEAD":
-            return
+            body, stream = b"", None
         if stream is not None:
             handler._stream(stream, corrupt=False, bandwidth=None)
         elif body:
             handler.wfile.write(body)
+        if self._unread:
+            handler.linger()
 
 
 class _Injected(RegistryError):
