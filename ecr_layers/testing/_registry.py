@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from ._bodies import PIECE, Body, Gone
 from ._errors import RegistryError, ServiceError
 from ._faults import FaultName, Record
 from ._images import DIGEST, find_image, is_tag, read_manifest
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
 #: ECR's largest manifest (``PutImage``'s ``imageManifest`` is at most 4 MiB too).
 MAX_MANIFEST = 4 * 1024 * 1024
 _OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_PIECE = 1024 * 1024
-# A chunk-size line or trailer longer than this is no chunked encoding.
-_MAX_LINE = 1024
-# An unread body up to this size is read and dropped, keeping the connection usable.
-_DRAIN = 1024 * 1024
 
 #: A repository name, as the distribution spec writes it.
 NAME = re.compile(
@@ -84,10 +80,6 @@ def is_registry_path(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/")
 
 
-class _Gone(Exception):
-    """The client hung up mid-body: there is no one to answer."""
-
-
 class Exchange:
     """One registry API request and its answer."""
 
@@ -100,16 +92,14 @@ class Exchange:
         self.method = handler.command
         self.operation = "?"
         self.range_header: str | None = None
-        self._body_read = False
-        # A body left unread, too big to drain: the connection closes after the answer.
-        self._unread = False
+        self.body = Body(handler)
 
     # -- the request's story ----------------------------------------------------------
 
     def run(self) -> None:
         try:
             self._run()
-        except _Gone:
+        except Gone:
             self.handler.close_connection = True
         except RegistryError as exc:
             self.error(exc)
@@ -222,7 +212,7 @@ class Exchange:
         self.send(202)
 
     def _put_manifest(self, name: str, reference: str) -> None:
-        data = self._read_small_body(MAX_MANIFEST)
+        data = self.body.read_at_most(MAX_MANIFEST)
         declared = self.handler.headers.get("Content-Type", "").split(";")[0].strip()
         try:
             manifest = read_manifest(data.decode(), declared or None)
@@ -294,7 +284,7 @@ class Exchange:
             ctype="application/octet-stream",
             headers=headers,
             length=end - start,
-            stream=blobs.read(digest, start, end, _PIECE) if self.method == "GET" else None,
+            stream=blobs.read(digest, start, end, PIECE) if self.method == "GET" else None,
         )
 
     def _upload(self, name: str, match: re.Match[str]) -> None:
@@ -308,12 +298,12 @@ class Exchange:
             self.send(204)
             return
         if self.method == "PATCH":
-            uploads.append(session, self._content_range_start(), self._body())
+            uploads.append(session, self._content_range_start(), self.body.pieces())
             self.send(202, headers=self._session_headers(name, session.id, session.size))
             return
         if self.method == "PUT":
             digest = self._digest_param()
-            uploads.append(session, None, self._body())
+            uploads.append(session, None, self.body.pieces())
             self._finish(name, session, digest)
             return
         self.send(204, headers=self._session_headers(name, session.id, session.size))
@@ -326,20 +316,20 @@ class Exchange:
                 origin = registry.repository(source)
                 if origin is not None and mount in origin.layers and registry.blobs.has(mount):
                     self._repo(name).layers.add(mount)
-                    self._drain()
+                    self.body.drain()
                     self.send(201, headers=self._blob_headers(name, mount))
                     return
         if "digest" in self.query:
             digest = self._digest_param()
             session = uploads.start(name)
             try:
-                uploads.append(session, None, self._body())
+                uploads.append(session, None, self.body.pieces())
             except BaseException:
                 uploads.cancel(session)
                 raise
             self._finish(name, session, digest)
             return
-        self._drain()
+        self.body.drain()
         session = uploads.start(name)
         self.send(202, headers=self._session_headers(name, session.id, 0))
 
@@ -408,92 +398,6 @@ class Exchange:
         host = self.handler.headers.get("Host") or self.ecr.endpoint_url.split("://", 1)[1]
         return f"http://{host}{path}"
 
-    def _declared_length(self) -> int | None:
-        """Return the body's Content-Length, None if chunked; 400 for anything else."""
-        encoding = self.handler.headers.get("Transfer-Encoding")
-        if encoding is not None:
-            if encoding.strip().lower() != "chunked":
-                raise RegistryError("UNSUPPORTED", "only chunked transfer coding is served", 400)
-            return None
-        lengths = set(self.handler.headers.get_all("Content-Length") or ["0"])
-        text = lengths.pop() if len(lengths) == 1 else ""
-        if not (text.isascii() and text.isdigit() and len(text) <= 20):
-            raise RegistryError("SIZE_INVALID", "Content-Length is not one integer", 400)
-        return int(text)
-
-    def _body(self) -> Iterator[bytes]:
-        """Yield the body in pieces of at most a MiB, however it is framed."""
-        length = self._declared_length()
-        self._body_read = True
-        rfile = self.handler.rfile
-        if length is not None:
-            while length > 0:
-                piece = rfile.read(min(_PIECE, length))
-                if not piece:
-                    raise _Gone
-                length -= len(piece)
-                yield piece
-            return
-        while True:
-            line = rfile.readline(_MAX_LINE)
-            if not line:
-                raise _Gone
-            size_text = line.split(b";")[0].strip()
-            if not line.endswith(b"\n") or not re.fullmatch(rb"[0-9a-fA-F]{1,15}", size_text):
-                self.handler.close_connection = True
-                raise RegistryError("SIZE_INVALID", "malformed chunked body", 400)
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            while size > 0:
-                piece = rfile.read(min(_PIECE, size))
-                if not piece:
-                    raise _Gone
-                size -= len(piece)
-                yield piece
-            rfile.readline(_MAX_LINE)
-        for _ in range(100):  # trailers, then the blank line
-            if rfile.readline(_MAX_LINE).strip() == b"":
-                return
-        self.handler.close_connection = True
-        raise RegistryError("SIZE_INVALID", "malformed chunked body", 400)
-
-    def _read_small_body(self, limit: int) -> bytes:
-        length = self._declared_length()
-        if length is not None and length > limit:
-            raise RegistryError(
-                "MANIFEST_INVALID",
-                f"manifest of {length} bytes is over ECR's limit of {limit} bytes",
-                413,
-            )
-        data = bytearray()
-        for piece in self._body():
-            data += piece
-            if len(data) > limit:
-                self.handler.close_connection = True
-                raise RegistryError(
-                    "MANIFEST_INVALID",
-                    f"manifest is over ECR's limit of {limit} bytes",
-                    413,
-                )
-        return bytes(data)
-
-    def _drain(self) -> None:
-        """Read and drop a body no route wants, so the connection stays in step."""
-        if self._body_read:
-            return
-        try:
-            length = self._declared_length()
-        except RegistryError:
-            self.handler.close_connection = True
-            return
-        if length is None or length > _DRAIN:
-            self.handler.close_connection = self._unread = True
-            return
-        self._body_read = True
-        if length and len(self.handler.rfile.read(length)) < length:
-            raise _Gone
-
     def _record(self, status: int, fault: FaultName | None = None) -> None:
         self.ecr.stats.add(Record("registry", self.operation, status, self.range_header, fault))
 
@@ -501,7 +405,7 @@ class Exchange:
 
     def error(self, exc: RegistryError) -> None:
         """Answer *exc* as the spec's JSON error body."""
-        self._drain()
+        self.body.drain()
         headers = {}
         if exc.status == 401:
             host = self.ecr.endpoint_url
@@ -524,7 +428,7 @@ class Exchange:
         stream: Iterator[bytes | memoryview] | None = None,
         fault: FaultName | None = None,
     ) -> None:
-        self._drain()
+        self.body.drain()
         self._record(status, fault)
         handler = self.handler
         handler.send_response(status)
@@ -543,7 +447,7 @@ class Exchange:
             handler._stream(stream, corrupt=False, bandwidth=None)
         elif body:
             handler.wfile.write(body)
-        if self._unread:
+        if self.body.unread:
             handler.linger()
 
 
