@@ -142,8 +142,7 @@ class Exchange:
                 raise RegistryError(
                     "NAME_UNKNOWN", "repository name not known to registry", 404, {"name": name}
                 )
-        handler: Callable[[str, re.Match[str]], None] = getattr(self, f"_{route}")
-        handler(name, match)
+        _ANSWERS[route](self, name, match)
 
     def _authorize(self) -> None:
         scheme, _, credentials = self.handler.headers.get("Authorization", "").partition(" ")
@@ -196,20 +195,12 @@ class Exchange:
                     "MANIFEST_UNKNOWN", "manifest unknown", 404, {"reference": reference}
                 )
             if self.method == "DELETE":
-                self._delete_manifest(repo, reference, digest)
-                return
+                _delete_manifest(repo, reference, digest)
+        if self.method == "DELETE":
+            self.send(202)  # outside the lock: a slow reader must not hold the store
+            return
         headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'}
         self.send(200, manifest.data, ctype=manifest.media_type, headers=headers)
-
-    def _delete_manifest(self, repo: _Repository, reference: str, digest: str) -> None:
-        # By tag, the tag goes; by digest, the manifest and every tag naming it.
-        if ":" not in reference:
-            del repo.tags[reference]
-        else:
-            del repo.manifests[digest]
-            for tag in [t for t, d in repo.tags.items() if d == digest]:
-                del repo.tags[tag]
-        self.send(202)
 
     def _put_manifest(self, name: str, reference: str) -> None:
         data = self.body.read_at_most(MAX_MANIFEST)
@@ -453,6 +444,26 @@ class Exchange:
 
 class _Injected(RegistryError):
     """An error `Faults.fail_next` asked for."""
+
+
+def _delete_manifest(repo: _Repository, reference: str, digest: str) -> None:
+    # By tag, the tag goes; by digest, the manifest and every tag naming it.
+    if ":" not in reference:
+        del repo.tags[reference]
+    else:
+        del repo.manifests[digest]
+        for tag in [t for t, d in repo.tags.items() if d == digest]:
+            del repo.tags[tag]
+
+
+#: route -> the method that answers it (once auth, faults and the repository are checked).
+_ANSWERS: dict[str, Callable[[Exchange, str, re.Match[str]], None]] = {
+    "tags": Exchange._tags,
+    "manifest": Exchange._manifest,
+    "upload": Exchange._upload,
+    "blob": Exchange._blob,
+    "referrers": Exchange._referrers,
+}
 
 
 def _route(path: str) -> tuple[str | None, re.Match[str]]:
