@@ -233,17 +233,34 @@ def test_manifests_by_tag_and_digest_byte_for_byte(
     assert v2("GET", f"/v2/{name}/manifests/v1").status == 404
 
 
-def test_an_index_is_stored_as_given(v2: V2, request: pytest.FixtureRequest) -> None:
-    name = repo(request)
-    manifest, digest = push_image(v2, name, "amd64")
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+@pytest.mark.parametrize(
+    ("manifest_type", "index_type"), [(OCI_MANIFEST, OCI_INDEX), (DOCKER_MANIFEST, DOCKER_LIST)]
+)
+def test_manifests_and_indexes_are_stored_as_given(
+    v2: V2, request: pytest.FixtureRequest, manifest_type: str, index_type: str
+) -> None:
+    name = repo(request)[:40] + manifest_type.split(".")[1]
+    config, layer = b'{"os":"linux"}', os.urandom(64)
+    v2.push_blob(name, config)
+    v2.push_blob(name, layer)
+    manifest = json.loads(image_manifest(config, [layer]))
+    manifest["mediaType"] = manifest_type
+    data = json.dumps(manifest, indent=2).encode()  # not the canonical form: kept as sent
+    assert v2.put_manifest(name, "amd64", data, manifest_type).status == 201
     index = json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_INDEX,
-         "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest)}]},
+        {"schemaVersion": 2, "mediaType": index_type,
+         "manifests": [{"mediaType": manifest_type, "digest": sha256(data), "size": len(data)}]},
         indent=3,
     ).encode()  # fmt: skip
-    assert v2.put_manifest(name, "v1", index, OCI_INDEX).status == 201
-    got = v2("GET", f"/v2/{name}/manifests/v1")
-    assert (got.data, got.headers["Content-Type"]) == (index, OCI_INDEX)
+    put = v2.put_manifest(name, "v1", index, index_type)
+    assert (put.status, put.headers["Docker-Content-Digest"]) == (201, sha256(index))
+    for reference, body, media_type in (("v1", index, index_type), ("amd64", data, manifest_type)):
+        got = v2("GET", f"/v2/{name}/manifests/{reference}")
+        assert (got.data, got.headers["Content-Type"]) == (body, media_type)
 
 
 def test_manifest_errors(v2: V2, request: pytest.FixtureRequest) -> None:
