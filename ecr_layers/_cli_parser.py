@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="TCP port, 0-65535 (default: 0, any free port)",
     )
     serve.add_argument(
-        "--storage-dir", metavar="DIR", help="keep layers in this directory, not in memory"
+        "--storage-dir",
+        metavar="DIR",
+        help="keep layers in this directory, not in a temporary one",
     )
     serve.add_argument(
         "--latency",
@@ -246,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_whole_number(1, sys.maxsize),
         metavar="BYTES_PER_SECOND",
         help="cap per download connection (default: none)",
+    )
+    serve.add_argument(
+        "--create-on-push",
+        action="store_true",
+        help="let a registry API push (skopeo, oras, docker) create its repository, "
+        "where ECR answers NAME_UNKNOWN",
     )
     serve.add_argument(
         "--seed",

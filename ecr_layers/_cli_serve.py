@@ -23,7 +23,12 @@ def serve(args: argparse.Namespace) -> int:
     from .testing import LocalECR
 
     try:
-        ecr = LocalECR(host=args.host, port=args.port, storage_dir=args.storage_dir)
+        ecr = LocalECR(
+            host=args.host,
+            port=args.port,
+            storage_dir=args.storage_dir,
+            create_repositories_on_push=args.create_on_push,
+        )
     except socket.gaierror as exc:
         raise UsageError(
             f"ecr-layers serve: error: argument --host: cannot listen on {args.host!r}: "
@@ -80,6 +85,13 @@ def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
     say("# credentials, not secrets; requests signed with any others are refused):")
     for name, value in ecr.env().items():
         say(f"export {name}={shlex.quote(value)}")
+    host = ecr.registry_host
+    say(f"# The registry API (skopeo, oras, docker) is {host}, plain HTTP; to log in")
+    say("# (with the AWS CLI, as to ECR; docker needs it listed as an insecure registry):")
+    say(
+        "aws ecr get-login-password | "
+        f"skopeo login --tls-verify=false --username AWS --password-stdin {host}"
+    )
     if seeded is None:
         say("# (serve --seed also pushes a demo image to try the commands on)")
         return
@@ -93,6 +105,7 @@ def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
             say(f"#   {platform:<16} {layer.digest}")
     digests = [layer.digest for layer in next(iter(seeded.manifests.values())).layers]
     say("# Then try:")
+    say(f"skopeo inspect --tls-verify=false docker://{ecr.registry_host}/{repository}:{tag}")
     say(f"ecr-layers image {repository} {tag}")
     say(f"ecr-layers pull {repository} {tag} -o ./layout")
     say(f"ecr-layers url {repository} {digests[0]}")

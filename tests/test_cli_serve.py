@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +22,7 @@ from ecr_layers import _cli, _demo
 from ecr_layers.testing import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, LocalECR
 
 from .test_cli import code_of, never_serve, one_line
+from .test_pull import skopeo_path
 
 # -- serve: failures ------------------------------------------------------------------
 
@@ -154,12 +157,23 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
     script = "\n".join(line for line in lines if not line.startswith("#"))
     commands = [line for line in lines if line.startswith("ecr-layers ")]
     assert [c.split()[1] for c in commands] == ["image", "pull", "url", "download"]
+    assert [line.split()[0] for line in lines if line.startswith(("aws", "skopeo"))] == [
+        "aws",
+        "skopeo",
+    ]
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "ecr-layers").write_text(
         f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ecr_layers "$@"\n'
     )
     (shim / "ecr-layers").chmod(0o755)
+    # The login line needs the AWS CLI (CI installs one) and skopeo, as a user's would.
+    skopeo_path()
+    aws = os.environ.get("ECR_LAYERS_AWS_CLI") or shutil.which("aws")
+    if aws is None:
+        pytest.skip("the AWS CLI is not installed: the banner's login line cannot run")
+    (shim / "aws").symlink_to(aws)
+    env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")
     env["PATH"] = f"{shim}{os.pathsep}{env.get('PATH', '')}"
     work = tmp_path / "work"
     work.mkdir()
@@ -168,8 +182,13 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
         check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    *shown, pulled, url, path = out.stdout.splitlines()
-    assert shown[0] == "image      demo/app:v1"
+    login, *rest = out.stdout.splitlines()
+    assert login == "Login Succeeded!"
+    # skopeo's JSON, then ecr-layers' lines.
+    first = rest.index("image      demo/app:v1")
+    inspected = json.loads("\n".join(rest[:first]))
+    assert inspected["Layers"] == digests
+    *_, pulled, url, path = rest[first:]
     assert pulled.endswith(" oci:./layout:v1")
     assert (work / "layout" / "index.json").is_file()
     assert url.startswith("http://127.0.0.1:")

@@ -5,8 +5,11 @@ LocalECR's request authentication: SigV4, verified with botocore's own signer.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
+import os
 import re
+import time
 
 import attrs
 from botocore.auth import SigV4Auth
@@ -102,3 +105,47 @@ def verify_sigv4(
             "The request signature we calculated does not match the signature you provided.",
             400,
         )
+
+
+class RegistryTokens:
+    """The registry API's passwords, as ``GetAuthorizationToken`` hands them out.
+
+    Stateless: a password carries its expiry and generation, signed with a key only
+    this endpoint knows, so issuing one stores nothing (a long ``serve`` does not grow)
+    and `expire_all` only has to move the generation on.
+    """
+
+    def __init__(self, lifetime: float = 12 * 3600) -> None:
+        self._key = os.urandom(32)
+        self._generation = 0
+        #: Seconds a new token is valid for (ECR's are valid for 12 hours).
+        self.lifetime = lifetime
+
+    def __repr__(self) -> str:
+        return f"RegistryTokens(lifetime={self.lifetime})"
+
+    def issue(self) -> tuple[str, dt.datetime]:
+        """Return a new password and when it expires."""
+        expires = int(time.time() + self.lifetime)
+        body = f"{self._generation}.{expires}"
+        return f"{body}.{self._mac(body)}", dt.datetime.fromtimestamp(expires, dt.UTC)
+
+    def check(self, password: str) -> bool:
+        """Return whether *password* is one of ours, unexpired."""
+        generation, _, rest = password.partition(".")
+        expires, _, mac = rest.partition(".")
+        body = f"{generation}.{expires}"
+        return (
+            hmac.compare_digest(self._mac(body).encode(), mac.encode())
+            and generation == str(self._generation)
+            and expires.isascii()
+            and expires.isdigit()
+            and int(expires) > time.time()
+        )
+
+    def expire_all(self) -> None:
+        """Make every password issued so far expired."""
+        self._generation += 1
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()

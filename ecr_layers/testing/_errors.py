@@ -21,3 +21,14 @@ class ServiceError(Exception):
 def invalid_parameter(message: str) -> ServiceError:
     """Return the service's HTTP 400 ``InvalidParameterException`` with *message*."""
     return ServiceError("InvalidParameterException", message)
+
+
+class RegistryError(Exception):
+    """A registry API (``/v2/``) error: the distribution spec's code, message and status."""
+
+    def __init__(self, code: str, message: str, status: int, detail: object = None) -> None:
+        super().__init__(code, message, status)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.detail = detail

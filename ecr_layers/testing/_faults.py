@@ -42,9 +42,9 @@ class Failure:
 class Record:
     """One request as the server saw it."""
 
-    #: ``"api"`` or ``"blob"``.
+    #: ``"api"``, ``"registry"`` (``/v2/``) or ``"blob"``.
     kind: str
-    #: The API operation, or the blob's digest.
+    #: The API or registry API operation, or the blob's digest.
     target: str
     #: The HTTP status answered; 0 when the connection was dropped instead.
     status: int
@@ -84,6 +84,12 @@ class Stats:
     def count(self, operation: str | None = None, *, status: int | None = None) -> int:
         """Return how many API requests (of *operation*, with *status*) were answered."""
         return self._count("api", operation, status)
+
+    def registry_count(self, operation: str | None = None, *, status: int | None = None) -> int:
+        """Return how many registry API (``/v2/``) requests (of *operation*, with *status*)
+        were answered; operations are named as in `REGISTRY_OPERATIONS`.
+        """
+        return self._count("registry", operation, status)
 
     def blob_count(self, digest: str | None = None, *, status: int | None = None) -> int:
         """Return how many blob downloads (of *digest*, with *status*) were answered."""

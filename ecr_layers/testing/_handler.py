@@ -21,6 +21,7 @@ from ._auth import AuthFailure, verify_sigv4
 from ._errors import ServiceError
 from ._faults import Failure, FaultName, Record
 from ._operations import OPERATIONS
+from ._registry import Exchange, is_registry_path
 from ._s3 import RANGE, error_body, parse_range
 from ._shapes import read_request
 from ._signing import BLOB_PATH
@@ -112,6 +113,10 @@ class Handler(BaseHTTPRequestHandler):
     # -- API --------------------------------------------------------------------------
 
     def do_POST(self) -> None:
+        if not self._registry():
+            self._api()
+
+    def _api(self) -> None:
         ecr = self.server.ecr
         target = self.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(_TARGET_PREFIX)
@@ -156,7 +161,24 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send_api(operation, 200, json.dumps(reply.body).encode(), fault=reply.fault)
 
+    def do_PUT(self) -> None:
+        if not self._registry():
+            self._api_error("?", "UnknownOperationException", "Unknown operation", 400, close=True)
+
+    do_PATCH = do_PUT
+    do_DELETE = do_PUT
+
+    def _registry(self) -> bool:
+        """Answer a registry API (``/v2/``) request; return False if it is not one."""
+        if not is_registry_path(urlsplit(self.path).path):
+            return False
+        Exchange(self).run()
+        return True
+
     def handle_expect_100(self) -> bool:
+        if is_registry_path(urlsplit(self.path).path):
+            # The registry API reads (or drains) its own bodies, streamed and unlimited.
+            return super().handle_expect_100()
         # A client that asks first is refused before it sends the body at all.
         problem = self._body_problem()
         if problem is not None:
@@ -201,6 +223,11 @@ class Handler(BaseHTTPRequestHandler):
         """Answer without reading the body, then close the connection."""
         self.close_connection = True
         self._api_error(operation, code, message, status, close=True)
+        self.linger()
+
+    def linger(self) -> None:
+        """Having answered without reading the body: send our end, and read and drop a bounded
+        part of what the client still sends, so that it reads the answer."""
         self.wfile.flush()
         self.connection.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + _LINGER_SECONDS
@@ -263,10 +290,12 @@ class Handler(BaseHTTPRequestHandler):
     # -- blobs --------------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._blob(send_body=True)
+        if not self._registry():
+            self._blob(send_body=True)
 
     def do_HEAD(self) -> None:
-        self._blob(send_body=False)
+        if not self._registry():
+            self._blob(send_body=False)
 
     def _blob(self, *, send_body: bool) -> None:  # noqa: PLR0912, PLR0915 (one request's story, in order)
         ecr = self.server.ecr

@@ -7,6 +7,7 @@ operations is checked against it, and each name is checked against botocore's mo
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,18 @@ def _batch_get_image(ecr: LocalECR, request: Request) -> Reply:
     return Reply({"images": [], "failures": failures}, "fail_image")
 
 
+def _get_authorization_token(ecr: LocalECR, request: Request) -> Reply:
+    # registryIds is deprecated and ignored, as ECR does: one token for the caller's registry.
+    password, expires_at = ecr.tokens.issue()
+    token = base64.b64encode(f"AWS:{password}".encode()).decode()
+    data = {
+        "authorizationToken": token,
+        "expiresAt": expires_at.timestamp(),
+        "proxyEndpoint": ecr.endpoint_url,
+    }
+    return Reply({"authorizationData": [data]})
+
+
 OPERATIONS: Mapping[str, Operation] = MappingProxyType(
     {
         "BatchCheckLayerAvailability": _registry(Registry.BatchCheckLayerAvailability),
@@ -74,6 +87,7 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
         "CompleteLayerUpload": _registry(Registry.CompleteLayerUpload),
         "CreateRepository": _registry(Registry.CreateRepository),
         "DescribeRepositories": _registry(Registry.DescribeRepositories),
+        "GetAuthorizationToken": _get_authorization_token,
         "GetDownloadUrlForLayer": _get_download_url_for_layer,
         "InitiateLayerUpload": _registry(Registry.InitiateLayerUpload),
         "PutImage": _registry(Registry.PutImage),

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _seed, _signing
+from ._auth import RegistryTokens
 from ._faults import Faults, Stats
 from ._handler import Handler, Server
 from ._layers import Layer
@@ -60,6 +61,7 @@ class LocalECR:
         secret_access_key: str = DEFAULT_SECRET_ACCESS_KEY,
         url_expires: int = 3600,
         storage_dir: str | os.PathLike[str] | None = None,
+        create_repositories_on_push: bool = False,
     ) -> None:
         self.region_name = region_name
         self.registry_id = registry_id
@@ -68,6 +70,13 @@ class LocalECR:
         #: Lifetime of the download URLs handed out, in seconds.
         self.url_expires = url_expires
         self.faults = Faults()
+        #: The registry API's passwords; ``tokens.lifetime`` is a new token's, in seconds.
+        self.tokens = RegistryTokens()
+        #: Let a registry API push create its repository, where ECR answers NAME_UNKNOWN.
+        self.create_repositories_on_push = create_repositories_on_push
+        #: Answer a registry API blob GET with a redirect to a signed download URL, as
+        #: ECR sends clients to S3; False serves the bytes from ``/v2/`` itself.
+        self.redirect_blobs = True
         self.stats = Stats()
         self._url_key = os.urandom(32)
         self._server = Server((host, port), Handler)
@@ -86,6 +95,23 @@ class LocalECR:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def registry_host(self) -> str:
+        """The registry API's ``host:port``, as image references name it (``HOST/repo:tag``)."""
+        return self.endpoint_url.split("://", 1)[1]
+
+    def login_password(self) -> str:
+        """Return a fresh registry password, as ``aws ecr get-login-password`` prints one.
+
+        The user name is ``AWS``.  Valid for ``tokens.lifetime`` seconds, or until
+        `expire_tokens`.
+        """
+        return self.tokens.issue()[0]
+
+    def expire_tokens(self) -> None:
+        """Make every registry password issued so far expired (401 from ``/v2/``)."""
+        self.tokens.expire_all()
+
     def start(self) -> LocalECR:
         """Start serving in a background thread; returns self."""
         if self._thread is None:
@@ -102,6 +128,7 @@ class LocalECR:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self.registry.blobs.close()
 
     def serve_forever(self) -> None:
         """Serve in this thread until interrupted (the ``ecr-layers serve`` command)."""
@@ -109,6 +136,7 @@ class LocalECR:
             self._server.serve_forever()
         finally:
             self._server.server_close()
+            self.registry.blobs.close()
 
     def __enter__(self) -> LocalECR:
         return self.start()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,10 +21,11 @@ from ecr_layers._exceptions import InvalidParameter
 from ecr_layers._validation import Validator, rules_from_model
 
 from ._blobs import BlobStore
-from ._errors import ServiceError
+from ._errors import RegistryError, ServiceError
 from ._images import Manifest, check_references, check_tag, find_images, read_manifest
 from ._layers import digest_of
 from ._oci import OCI_LAYER
+from ._uploads import Session, Uploads
 
 _PART_SIZE = 10 * 1024 * 1024
 
@@ -39,10 +39,10 @@ class _Repository:
     # manifest digest -> the manifest, its bytes exactly as put
     manifests: dict[str, Manifest] = attrs.Factory(dict)
     tags: dict[str, str] = attrs.Factory(dict)
-    # upload id -> bytes received so far
-    uploads: dict[str, bytearray] = attrs.Factory(dict)
     # blobs that some image manifest references (configs and layers): downloadable
     referenced: set[str] = attrs.Factory(set)
+    # CreateRepository's imageTagMutability: IMMUTABLE tags never move.
+    tag_mutability: str = "MUTABLE"
 
 
 @attrs.define
@@ -70,15 +70,19 @@ class Registry:
         self._lock = threading.RLock()
         self._repos: dict[str, _Repository] = {}
         self.blobs = BlobStore(storage_dir)
+        # Beside the blobs, on their file system: a finished upload becomes a blob by rename.
+        self.uploads = Uploads(self.blobs.directory / ".uploads")
         self.pull_through: list[PullThroughRule] = []
         self._validator: Validator | None = None
 
     # -- Python seeding ---------------------------------------------------------
 
-    def create_repository(self, name: str) -> None:
+    def create_repository(self, name: str, *, tag_mutability: str = "MUTABLE") -> None:
         with self._lock:
             if name not in self._repos:
-                self._repos[name] = _Repository(name, dt.datetime.now(dt.UTC))
+                self._repos[name] = _Repository(
+                    name, dt.datetime.now(dt.UTC), tag_mutability=tag_mutability
+                )
 
     def add_layer(self, repository_name: str, data: bytes) -> str:
         digest = digest_of(data)
@@ -125,7 +129,8 @@ class Registry:
                     f"The repository with name '{name}' already exists in the registry "
                     f"with id '{self.registry_id}'",
                 )
-            self.create_repository(name)  # type: ignore[arg-type]
+            mutability = request.get("imageTagMutability") or "MUTABLE"
+            self.create_repository(name, tag_mutability=mutability)  # type: ignore[arg-type]
             return {"repository": self._describe(self._repos[name])}  # type: ignore[index]
 
     def DescribeRepositories(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -140,51 +145,53 @@ class Registry:
         return {"repositories": repos}
 
     def InitiateLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:
-        upload_id = str(uuid.uuid4())
         with self._lock:
-            self._repo(request).uploads[upload_id] = bytearray()
-        return {"uploadId": upload_id, "partSize": _PART_SIZE}
+            name = self._repo(request).name
+        # The registry API's sessions: on disk, hashed as parts arrive.
+        return {"uploadId": self.uploads.start(name).id, "partSize": _PART_SIZE}
 
     def UploadLayerPart(self, request: dict[str, Any]) -> dict[str, Any]:
         blob: bytes = request["layerPartBlob"]  # decoded from base64 by the request reader
         first, last = request.get("partFirstByte"), request.get("partLastByte")
-        with self._lock:
-            buffer = self._upload(request)
-            if first != len(buffer) or last != first + len(blob) - 1:
-                raise ServiceError(
-                    "InvalidLayerPartException",
-                    f"The part [{first}, {last}] does not follow the {len(buffer)} bytes "
-                    "received or does not match the part's size.",
-                )
-            buffer += blob
-            last_byte = len(buffer) - 1
+        session = self._upload(request)
+        try:
+            if not isinstance(first, int) or last != first + len(blob) - 1:
+                raise RegistryError("BLOB_UPLOAD_INVALID", "", 416)
+            self.uploads.append(session, first, [blob])
+        except RegistryError:
+            raise ServiceError(
+                "InvalidLayerPartException",
+                f"The part [{first}, {last}] does not follow the {session.size} bytes "
+                "received or does not match the part's size.",
+            ) from None
         return {
             "registryId": self.registry_id,
             "repositoryName": request["repositoryName"],
             "uploadId": request["uploadId"],
-            "lastByteReceived": last_byte,
+            "lastByteReceived": session.size - 1,
         }
 
     def CompleteLayerUpload(self, request: dict[str, Any]) -> dict[str, Any]:
+        session = self._upload(request)
+        if not session.size:
+            raise ServiceError("EmptyUploadException", "The upload contains no layer parts.")
+        claimed = request.get("layerDigests") or []
+        actual = session.digest()
+        if claimed != [actual]:
+            raise ServiceError(
+                "InvalidLayerException",
+                f"The layer digest calculation performed by Amazon ECR ({actual}) does not "
+                f"match the layer digest specified ({', '.join(map(str, claimed))}).",
+            )
+        path = self.uploads.finish(session, actual)
         with self._lock:
             repo = self._repo(request)
-            buffer = self._upload(request)
-            if not buffer:
-                raise ServiceError("EmptyUploadException", "The upload contains no layer parts.")
-            claimed = request.get("layerDigests") or []
-            actual = digest_of(bytes(buffer))
-            if claimed != [actual]:
-                raise ServiceError(
-                    "InvalidLayerException",
-                    f"The layer digest calculation performed by Amazon ECR ({actual}) does not "
-                    f"match the layer digest specified ({', '.join(map(str, claimed))}).",
-                )
-            del repo.uploads[request["uploadId"]]
             if actual in repo.layers:
+                path.unlink(missing_ok=True)
                 raise ServiceError(
                     "LayerAlreadyExistsException", f"The layer '{actual}' already exists."
                 )
-            self.blobs.put(actual, bytes(buffer))
+            self.blobs.adopt(actual, path)
             repo.layers.add(actual)
         return {
             "registryId": self.registry_id,
@@ -212,10 +219,13 @@ class Registry:
         with self._lock:
             repo = self._repo(request)
             check_references(manifest, repo.layers, repo.manifests)
-            repo.manifests[image_digest] = manifest
-            repo.referenced.update(manifest.blobs)
-            if tag:
-                repo.tags[tag] = image_digest
+            if tag and moves_immutable_tag(repo, tag, image_digest):
+                raise ServiceError(
+                    "ImageTagAlreadyExistsException",
+                    f"The image tag '{tag}' already exists in the '{repo.name}' repository "
+                    "and cannot be overwritten because the repository is immutable.",
+                )
+            self.store_manifest(repo, image_digest, manifest, tag)
         image_id = {"imageDigest": image_digest, **({"imageTag": tag} if tag else {})}
         return {
             "image": {
@@ -273,6 +283,23 @@ class Registry:
 
     # -- Helpers ------------------------------------------------------------------
 
+    def store_manifest(
+        self, repo: _Repository, digest: str, manifest: Manifest, tag: str | None
+    ) -> None:
+        """Keep *manifest* in *repo* (lock held), tagged *tag*; its blobs become downloadable."""
+        repo.manifests[digest] = manifest
+        repo.referenced.update(manifest.blobs)
+        if tag:
+            repo.tags[tag] = digest
+
+    def lock(self) -> threading.RLock:
+        """The lock every read and change of the repositories holds."""
+        return self._lock
+
+    def repository(self, name: str) -> _Repository | None:
+        """Return repository *name* (hold `lock` while using it), or None."""
+        return self._repos.get(name)
+
     def is_referenced(self, repository_name: str, digest: str) -> bool:
         with self._lock:
             repo = self._repos.get(repository_name)
@@ -306,11 +333,15 @@ class Registry:
             raise _repository_not_found(str(name), self.registry_id)
         return repo
 
-    def _upload(self, request: dict[str, Any]) -> bytearray:
-        upload = self._repo(request).uploads.get(request.get("uploadId", ""))
-        if upload is None:
-            raise ServiceError("UploadNotFoundException", "The upload could not be found.")
-        return upload
+    def _upload(self, request: dict[str, Any]) -> Session:
+        with self._lock:
+            name = self._repo(request).name
+        try:
+            return self.uploads.get(name, str(request.get("uploadId", "")))
+        except RegistryError:
+            raise ServiceError(
+                "UploadNotFoundException", "The upload could not be found."
+            ) from None
 
     def _pull_through_rule(self, name: str) -> PullThroughRule | None:
         for rule in self.pull_through:
@@ -326,8 +357,13 @@ class Registry:
             "repositoryName": repo.name,
             "repositoryUri": f"{self._host()}/{repo.name}",
             "createdAt": repo.created_at.timestamp(),
-            "imageTagMutability": "MUTABLE",
+            "imageTagMutability": repo.tag_mutability,
         }
+
+
+def moves_immutable_tag(repo: _Repository, tag: str, digest: str) -> bool:
+    """Return whether tagging *digest* as *tag* would move an immutable repository's tag."""
+    return repo.tag_mutability == "IMMUTABLE" and repo.tags.get(tag, digest) != digest
 
 
 def _repository_not_found(name: str, registry_id: str) -> ServiceError:
