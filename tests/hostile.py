@@ -307,7 +307,12 @@ def echo(render: Callable[[str], str], *, malformed_header: bool = False) -> Beh
         target = received.split(b" ", 2)[1].decode()
         body = render(target).encode()
         bad = f"GET {target}\r\n" if malformed_header else ""
-        head = f"HTTP/1.1 503 Echo\r\nX-Echo: 1\r\n{bad}Content-Length: {len(body)}\r\n\r\n"
+        # Connection: close, as the host closes it: a client that reused the connection
+        # could otherwise send its retry into the close, and that try never arrives here.
+        head = (
+            f"HTTP/1.1 503 Echo\r\nX-Echo: 1\r\n{bad}Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
         conn.sendall(head.encode() + body)
 
     return behave
