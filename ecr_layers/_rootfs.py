@@ -526,7 +526,10 @@ def _entry(
             os.close(src_fd)
     elif member.isreg():
         out = os.open(
-            base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd
+            base,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=fd,
         )
         try:
             source = tar.extractfile(member)
@@ -759,16 +762,21 @@ class _Reader:
                 target = split_name(member.linkname)
                 if not target:
                     raise self.missing(path, "a hardlink out of the image")
-                return self._file(index, tuple(target), path)
+                # Usually in the same layer; else as the layers below it show that path.
+                linked = self._lookup(tuple(target), index)
+                if linked is None or linked[1] is None or not linked[1].isreg():
+                    raise self.missing(path, "its hardlink target is not a file in the image")
+                return self._file(linked[0], tuple(target), path)
             if not member.isreg():
                 raise self.missing(path, "not a regular file")
             return self._file(index, here, path)
         raise self.missing(path, "the root is a directory")
 
-    def _lookup(self, path: tuple[str, ...]) -> tuple[int, tarfile.TarInfo | None] | None:
+    def _lookup(
+        self, path: tuple[str, ...], index: int = 0
+    ) -> tuple[int, tarfile.TarInfo | None] | None:
         """The topmost layer's entry at *path* (None for an implied directory), or None
-        if no layer has it or an upper layer hides it."""
-        index = 0
+        if no layer has it or an upper layer hides it; from layer *index* down."""
         while True:
             meta = self._meta(index)
             if meta is None:
@@ -807,7 +815,14 @@ class _Reader:
         layer = LayerRef(self._image.repository_name, descriptor.digest, self._image.registry_id)
         meta = _Meta()
         entries = _layer_entries(
-            self._downloads, self._image.ref, layer, descriptor, None, [0], (MAX_SIZE, MAX_ENTRIES), [0]
+            self._downloads,
+            self._image.ref,
+            layer,
+            descriptor,
+            None,
+            [0],
+            (MAX_SIZE, MAX_ENTRIES),
+            [0],
         )
         for tar, member in entries:
             parts = split_name(member.name)
