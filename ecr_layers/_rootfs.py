@@ -184,7 +184,7 @@ class _Hashing:
 
 
 def _decompressor(
-    raw: io.BufferedReader, descriptor: Descriptor, layer: LayerRef, image: ImageRef
+    raw: io.BufferedIOBase, descriptor: Descriptor, layer: LayerRef, image: ImageRef
 ) -> Any:
     media_type = descriptor.media_type
     if media_type in _GZIP:
@@ -212,6 +212,7 @@ def _decompressor(
 
 def _layer_entries(
     downloads: Downloads,
+    *,
     image: ImageRef,
     layer: LayerRef,
     descriptor: Descriptor,
@@ -472,7 +473,7 @@ def _apply(
             os.close(fd)
 
 
-def _entry(
+def _entry(  # noqa: PLR0917  (one entry's whole context, passed once)
     root: _Root,
     tar: tarfile.TarFile,
     member: tarfile.TarInfo,
@@ -506,41 +507,51 @@ def _entry(
     if member.issym():
         os.symlink(member.linkname, base, dir_fd=fd)  # verbatim: resolved only on use
     elif member.islnk():
-        parts = split_name(member.linkname)
-        if not parts:
-            raise unsafe(f"its hardlink target {member.linkname[:200]!r} is outside the root")
-        found = root.parent(parts, create=False, follow=True, fail=unsafe)
-        if found is None:
-            raise unsafe(f"its hardlink target {member.linkname[:200]!r} is not in the image")
-        src_fd, _ = found
-        try:
-            target = os.stat(parts[-1], dir_fd=src_fd, follow_symlinks=False)
-            if not stat.S_ISREG(target.st_mode):
-                raise unsafe(f"its hardlink target {member.linkname[:200]!r} is not a file")
-            os.link(parts[-1], base, src_dir_fd=src_fd, dst_dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            raise unsafe(
-                f"its hardlink target {member.linkname[:200]!r} is not in the image"
-            ) from None
-        finally:
-            os.close(src_fd)
+        _hardlink(root, member, fd, base, unsafe)
     elif member.isreg():
-        out = os.open(
-            base,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=fd,
-        )
-        try:
-            source = tar.extractfile(member)
-            assert source is not None  # a regular file
-            while chunk := source.read(_CHUNK):
-                _write_all(out, chunk)
-            os.chmod(out, root.mode(member))
-        finally:
-            os.close(out)
+        _file(root, tar, member, fd, base)
     else:
         raise unsafe(f"entry type {member.type!r} is not supported")
+
+
+def _hardlink(
+    root: _Root, member: tarfile.TarInfo, fd: int, base: str, unsafe: Callable[[str], UnsafeLayer]
+) -> None:
+    """Link *base* to the link's target, resolved inside the root (never out of it)."""
+    parts = split_name(member.linkname)
+    if not parts:
+        raise unsafe(f"its hardlink target {member.linkname[:200]!r} is outside the root")
+    found = root.parent(parts, create=False, follow=True, fail=unsafe)
+    if found is None:
+        raise unsafe(f"its hardlink target {member.linkname[:200]!r} is not in the image")
+    src_fd, _ = found
+    try:
+        target = os.stat(parts[-1], dir_fd=src_fd, follow_symlinks=False)
+        if not stat.S_ISREG(target.st_mode):
+            raise unsafe(f"its hardlink target {member.linkname[:200]!r} is not a file")
+        os.link(parts[-1], base, src_dir_fd=src_fd, dst_dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise unsafe(f"its hardlink target {member.linkname[:200]!r} is not in the image") from None
+    finally:
+        os.close(src_fd)
+
+
+def _file(root: _Root, tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, base: str) -> None:
+    """Write a regular file's bytes as they stream, then its mode (never through a link)."""
+    out = os.open(
+        base,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=fd,
+    )
+    try:
+        source = tar.extractfile(member)
+        assert source is not None  # a regular file
+        while chunk := source.read(_CHUNK):
+            _write_all(out, chunk)
+        os.chmod(out, root.mode(member))
+    finally:
+        os.close(out)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -625,7 +636,14 @@ def export(
             for descriptor, diff_id in zip(image.layers, diff_ids, strict=True):
                 layer = LayerRef(image.repository_name, descriptor.digest, image.registry_id)
                 entries = _layer_entries(
-                    downloads, image.ref, layer, descriptor, diff_id, budget, limits, counter
+                    downloads,
+                    image=image.ref,
+                    layer=layer,
+                    descriptor=descriptor,
+                    diff_id=diff_id,
+                    budget=budget,
+                    limits=limits,
+                    counter=counter,
                 )
                 try:
                     _apply(root, layer, entries)
@@ -643,7 +661,7 @@ def export(
                 if progress is not None:
                     progress(done, total)
             root.finish()
-            os.chmod(fd, 0o755)
+            os.chmod(fd, 0o755)  # noqa: S103  (a root filesystem's /, as every image has it)
         finally:
             os.close(fd)
         os.rename(temp, path)  # onto a missing path, or an empty directory
@@ -759,18 +777,21 @@ class _Reader:
             if member is None or member.isdir():
                 raise self.missing(path, "a directory")
             if member.islnk():
-                target = split_name(member.linkname)
-                if not target:
-                    raise self.missing(path, "a hardlink out of the image")
-                # Usually in the same layer; else as the layers below it show that path.
-                linked = self._lookup(tuple(target), index)
-                if linked is None or linked[1] is None or not linked[1].isreg():
-                    raise self.missing(path, "its hardlink target is not a file in the image")
-                return self._file(linked[0], tuple(target), path)
+                return self._linked(index, member, path)
             if not member.isreg():
                 raise self.missing(path, "not a regular file")
             return self._file(index, here, path)
         raise self.missing(path, "the root is a directory")
+
+    def _linked(self, index: int, member: tarfile.TarInfo, path: str) -> bytes:
+        target = split_name(member.linkname)
+        if not target:
+            raise self.missing(path, "a hardlink out of the image")
+        # Usually in the same layer; else as the layers below it show that path.
+        linked = self._lookup(tuple(target), index)
+        if linked is None or linked[1] is None or not linked[1].isreg():
+            raise self.missing(path, "its hardlink target is not a file in the image")
+        return self._file(linked[0], tuple(target), path)
 
     def _lookup(
         self, path: tuple[str, ...], index: int = 0
@@ -816,13 +837,13 @@ class _Reader:
         meta = _Meta()
         entries = _layer_entries(
             self._downloads,
-            self._image.ref,
-            layer,
-            descriptor,
-            None,
-            [0],
-            (MAX_SIZE, MAX_ENTRIES),
-            [0],
+            image=self._image.ref,
+            layer=layer,
+            descriptor=descriptor,
+            diff_id=None,
+            budget=[0],
+            limits=(MAX_SIZE, MAX_ENTRIES),
+            counter=[0],
         )
         for tar, member in entries:
             parts = split_name(member.name)

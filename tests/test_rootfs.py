@@ -4,8 +4,8 @@ digests verified, one blob request for a top-layer file, and umoci's result."""
 from __future__ import annotations
 
 import os
-import posixpath
 import pathlib
+import posixpath
 import shutil
 import subprocess
 

@@ -13,7 +13,7 @@ import io
 import os
 import pathlib
 import tarfile
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,7 +39,9 @@ class Outside:
         self.before = self.state()
 
     def state(self) -> dict[str, object]:
-        found = {k: v for k, v in tree(str(self.base)).items() if not k.startswith("work")}
+        found: dict[str, object] = {
+            k: v for k, v in tree(str(self.base)).items() if not k.startswith("work")
+        }
         found["target nlink"] = self.target.stat().st_nlink
         return found
 
@@ -49,8 +51,8 @@ class Outside:
 
 
 @pytest.fixture
-def outside(tmp_path: pathlib.Path) -> Iterator[Outside]:
-    yield Outside(tmp_path)
+def outside(tmp_path: pathlib.Path) -> Outside:
+    return Outside(tmp_path)
 
 
 def export(
@@ -58,7 +60,7 @@ def export(
     ecr: LocalECR,
     outside: Outside,
     *layers: Layer,
-    **options: int,
+    **options: Any,
 ) -> pathlib.Path:
     ecr.push_layers_image(REPO, "v1", list(layers))
     result = client.export_rootfs(REPO, "v1", outside.destination, **options)
@@ -72,7 +74,7 @@ def refused(
     *layers: Layer,
     error: type[Exception] = ecr_layers.UnsafeLayer,
     match: str | None = None,
-    **options: int,
+    **options: Any,
 ) -> pytest.ExceptionInfo[Exception]:
     with pytest.raises(error, match=match) as caught:
         export(client, ecr, outside, *layers, **options)
