@@ -247,3 +247,28 @@ def test_export_matches_umoci_unpack(
         # umoci keeps setuid bits; we drop them unless asked.
         assert mine[path] == (kind, content, mode & ~0o6000), path
     assert mine == EXPECTED
+
+
+# -- media types -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("media_type", "match"),
+    [
+        ("application/vnd.oci.image.layer.v1.tar+zstd", r"ecr-layers\[zstd\]"),
+        ("application/vnd.oci.image.layer.v1.tar+bzip2", "not a tar"),
+    ],
+)
+def test_unreadable_layer_types_are_unsupported_media_type(
+    monkeypatch: pytest.MonkeyPatch, media_type: str, match: str
+) -> None:
+    import io
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if the extra were missing
+    descriptor = ecr_layers.Descriptor(media_type, "sha256:" + "a" * 64, 1)
+    layer_ref = ecr_layers.LayerRef(REPO, descriptor.digest)
+    image = ecr_layers.ImageRef(REPO, "v1")
+    with pytest.raises(ecr_layers.UnsupportedMediaType, match=match) as caught:
+        _rootfs._decompressor(io.BytesIO(), descriptor, layer_ref, image)
+    assert caught.value.media_type == media_type
