@@ -28,7 +28,6 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -664,7 +663,10 @@ def export(
             os.chmod(fd, 0o755)  # noqa: S103  (a root filesystem's /, as every image has it)
         finally:
             os.close(fd)
-        os.rename(temp, path)  # onto a missing path, or an empty directory
+        try:
+            os.rename(temp, path)  # onto a missing path, or an empty directory
+        except OSError as exc:  # e.g. something appeared there meanwhile
+            raise _destination(exc, path, image) from exc
     except BaseException:
         _discard(temp)
         raise
@@ -682,14 +684,14 @@ def _destination(exc: OSError, path: str, image: Image) -> DestinationError:
 
 
 def _discard(temp: str) -> None:
-    def writable(_func: Any, target: str, _exc: Any) -> None:
-        # A directory whose final read-only mode was already set.
-        os.chmod(os.path.dirname(target), 0o700)
-        shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else None
-
-    shutil.rmtree(temp, onerror=writable)
-    if os.path.exists(temp):
-        shutil.rmtree(temp, ignore_errors=True)
+    """Remove a failed export's directory through fds: links in it are never followed,
+    and read-only directories are made writable on the way."""
+    parent, name = os.path.split(temp)
+    fd = os.open(parent, _DIR_FLAGS)
+    try:
+        _Root(fd, keep_special_bits=False).remove(fd, name)
+    finally:
+        os.close(fd)
 
 
 # -- read_file -------------------------------------------------------------------------

@@ -272,3 +272,26 @@ def test_unreadable_layer_types_are_unsupported_media_type(
     with pytest.raises(ecr_layers.UnsupportedMediaType, match=match) as caught:
         _rootfs._decompressor(io.BytesIO(), descriptor, layer_ref, image)
     assert caught.value.media_type == media_type
+
+
+def test_destination_filled_meanwhile_is_destination_error_and_leaves_nothing(
+    client: ecr_layers.LayerClient,
+    ecr: LocalECR,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ecr.push_layers_image(REPO, "v1", [BASE, TOP])  # with a read-only directory in it
+    destination = tmp_path / "root"
+    real = _rootfs.export.__globals__["os"].rename
+
+    def filled_meanwhile(source: str, target: str) -> None:
+        destination.mkdir()
+        (destination / "someone else's").write_bytes(b"")
+        real(source, target)
+
+    monkeypatch.setattr(_rootfs.os, "rename", filled_meanwhile)
+    with pytest.raises(ecr_layers.DestinationError) as caught:
+        client.export_rootfs(REPO, "v1", destination)
+    assert caught.value.path == str(destination)
+    assert os.listdir(tmp_path) == ["root"]
+    assert os.listdir(destination) == ["someone else's"]
