@@ -92,9 +92,8 @@ def main() -> None:
                 )
                 times["pull_image + umoci"].append(time.perf_counter() - t)
     for name, values in times.items():
-        print(
-            f"{name:<20} median {statistics.median(values):6.2f} s  ({', '.join(f'{v:.2f}' for v in values)})"
-        )
+        each = ", ".join(f"{value:.2f}" for value in values)
+        print(f"{name:<20} median {statistics.median(values):6.2f} s  ({each})")
     ratio = statistics.median(times["export_rootfs"]) / statistics.median(
         times["pull_image + umoci"]
     )

@@ -282,14 +282,14 @@ def test_destination_filled_meanwhile_is_destination_error_and_leaves_nothing(
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [BASE, TOP])  # with a read-only directory in it
     destination = tmp_path / "root"
-    real = _rootfs.export.__globals__["os"].rename
+    real = os.rename
 
     def filled_meanwhile(source: str, target: str) -> None:
         destination.mkdir()
         (destination / "someone else's").write_bytes(b"")
         real(source, target)
 
-    monkeypatch.setattr(_rootfs.os, "rename", filled_meanwhile)
+    monkeypatch.setattr(os, "rename", filled_meanwhile)
     with pytest.raises(ecr_layers.DestinationError) as caught:
         client.export_rootfs(REPO, "v1", destination)
     assert caught.value.path == str(destination)
