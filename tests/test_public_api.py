@@ -92,12 +92,14 @@ def test_the_asyncio_all_is_pinned() -> None:
         "close_default_client",
         "default_client",
         "download_layer",
+        "export_rootfs",
         "get_config",
         "get_image",
         "get_layer_url",
         "get_layer_urls",
         "open_layer",
         "pull_image",
+        "read_file",
     ]
 
 

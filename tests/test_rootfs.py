@@ -295,3 +295,22 @@ def test_destination_filled_meanwhile_is_destination_error_and_leaves_nothing(
     assert caught.value.path == str(destination)
     assert os.listdir(tmp_path) == ["root"]
     assert os.listdir(destination) == ["someone else's"]
+
+
+def test_asyncio_module_level_functions(local_ecr: LocalECR, tmp_path: pathlib.Path) -> None:
+    import asyncio
+
+    from ecr_layers import aio
+
+    local_ecr.push_layers_image(REPO, "v1", [BASE, TOP])
+
+    async def main() -> tuple[ecr_layers.Export, bytes]:
+        try:
+            exported = await aio.export_rootfs(REPO, "v1", tmp_path / "root")
+            return exported, await aio.read_file(REPO, "v1", "/abs")
+        finally:
+            await aio.close_default_client()
+
+    exported, data = asyncio.run(main())
+    assert tree(exported.path) == EXPECTED
+    assert data == b"ID=test\n"

@@ -159,4 +159,6 @@ async def _async_api() -> None:
     assert_type(stream, aio.AsyncLayerStream)
     assert_type(await stream.read(10), bytes)
     assert_type(await aio.pull_image("team/app", "v1", "/tmp/layout"), ecr_layers.Image)
+    assert_type(await aio.export_rootfs("team/app", "v1", "/tmp/root"), ecr_layers.Export)
+    assert_type(await aio.read_file("team/app", "v1", "/etc/passwd"), bytes)
     await aio.close_default_client()
