@@ -262,3 +262,15 @@ def test_entry_count_stops_at_max_entries(
         max_entries=10,
         match="max_entries",
     )
+
+
+def test_read_file_skips_dotdot_and_reserved_names(
+    client: ecr_layers.LayerClient, ecr: LocalECR
+) -> None:
+    base = layer(file("etc/x", b"x\n"), file("etc/y", b"y\n"))
+    top = layer(
+        file("../etc/x", b"climbed\n"), file("etc/.wh.", b""), file("etc/.wh..wh..opqX", b"")
+    )
+    ecr.push_layers_image(REPO, "v1", [base, top])
+    assert client.read_file(REPO, "v1", "etc/x") == b"x\n"  # not the '..' entry, not hidden
+    assert client.read_file(REPO, "v1", "etc/y") == b"y\n"
