@@ -155,10 +155,13 @@ def test_symlink_to_root_then_writes_under_it(
     client: ecr_layers.LayerClient, ecr: LocalECR, outside: Outside, target: str
 ) -> None:
     plant = layer(symlink("rootlink", target))
-    write = layer(file("rootlink/etc/written", b"inside\n"))
+    # Written where the sentinel would be if the link were followed on the host: a
+    # regression then shows in the sentinel (under tmp_path), never in the host's own /etc.
+    inside = str(outside.sentinel).lstrip("/") + "/written"
+    write = layer(file("rootlink/" + inside, b"inside\n"))
     root = export(client, ecr, outside, plant, write)
     outside.check(exported=True)
-    assert (root / "etc" / "written").read_bytes() == b"inside\n"
+    assert (root / inside).read_bytes() == b"inside\n"
 
 
 @pytest.mark.parametrize("name", ["etc/.wh.", "etc/.wh..", "etc/.wh...", ".wh."])
@@ -183,7 +186,9 @@ def test_opaque_prefix_trick_refused(
 def test_whiteouts_under_a_symlinked_directory_refused(
     client: ecr_layers.LayerClient, ecr: LocalECR, outside: Outside, marker: str, target: str
 ) -> None:
-    link = str(outside.sentinel) if target == "outside" else "/etc"
+    # Never a real system directory: were the link followed on the host (a regression; CI
+    # runs as root), the opaque marker would empty it.  This one exists on no host.
+    link = str(outside.sentinel) if target == "outside" else "/ecr-layers-no-such-dir"
     plant = layer(dir_("etc"), file("etc/keep", b"keep\n"), symlink("link", link))
     refused(client, ecr, outside, plant, layer(file(f"link/{marker}", b"")), match="symlink")
 
