@@ -13,12 +13,14 @@ from ._client import LayerClient
 from ._default import (
     default_client,
     download_layer,
+    export_rootfs,
     get_config,
     get_image,
     get_layer_url,
     get_layer_urls,
     open_layer,
     pull_image,
+    read_file,
     set_default_client,
 )
 from ._exceptions import *  # noqa: F403  (every exception, as `_exceptions.__all__` lists them)
@@ -36,6 +38,7 @@ from ._url import LayerUrl, RedactingFilter, redact_url
 __all__ = [
     "BOTOCORE_CONFIG",
     "Descriptor",
+    "Export",
     "Image",
     "LayerClient",
     "LayerUrl",
@@ -46,6 +49,7 @@ __all__ = [
     "__version__",
     "default_client",
     "download_layer",
+    "export_rootfs",
     "get_config",
     "get_image",
     "get_layer_url",
@@ -54,6 +58,7 @@ __all__ = [
     "is_testing",
     "open_layer",
     "pull_image",
+    "read_file",
     "redact_url",
     "set_default_client",
     "set_on_retry_hooks",
@@ -65,6 +70,7 @@ __all__ += _exceptions.__all__
 
 if TYPE_CHECKING:
     from ._manifest import Descriptor, Image
+    from ._rootfs import Export
 
     __version__: str
 
@@ -76,6 +82,10 @@ def __getattr__(name: str) -> Any:
         from . import _manifest
 
         return getattr(_manifest, name)
+    if name == "Export":
+        from . import _rootfs
+
+        return _rootfs.Export
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

@@ -146,6 +146,18 @@ def _cmd_image(args: argparse.Namespace) -> int:
     return image(args)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ._cli_images import export
+
+    return export(args)
+
+
+def _cmd_cat(args: argparse.Namespace) -> int:
+    from ._cli_images import cat
+
+    return cat(args)
+
+
 def _cmd_pull(args: argparse.Namespace) -> int:
     from ._cli_images import pull
 
@@ -170,6 +182,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "download": _cmd_download,
     "image": _cmd_image,
     "pull": _cmd_pull,
+    "export": _cmd_export,
+    "cat": _cmd_cat,
     "serve": _cmd_serve,
     "demo": _cmd_demo,
 }

@@ -1,12 +1,14 @@
 """
-The command line's image commands: ``image`` (show a manifest) and ``pull`` (into an
-OCI image layout).  Errors and exit statuses are `ecr_layers._cli`'s, as for the rest.
+The command line's image commands: ``image`` (show a manifest), ``pull`` (into an
+OCI image layout), ``export`` (a root filesystem) and ``cat`` (one file).  Errors
+and exit statuses are `ecr_layers._cli`'s, as for the rest.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ._cli_client import open_client, progress_bar
 from ._cli_output import printable
@@ -83,4 +85,35 @@ def pull(args: argparse.Namespace) -> int:
         )
     # What skopeo, podman and buildah take for this image: oci:DIR:REFERENCE.
     print(printable(f"{found.digest} oci:{args.output}:{found.reference}"))
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    with open_client(args) as client, progress_bar(args) as progress:
+        result = client.export_rootfs(
+            args.repository,
+            args.reference,
+            args.directory,
+            registry_id=args.registry_id,
+            platform=args.platform,
+            progress=progress,
+        )
+    print(printable(f"{result.image.digest} {result.path}"))
+    for skipped in result.skipped:
+        print(printable(f"skipped {skipped} (device node or fifo)"), file=sys.stderr)
+    return 0
+
+
+def cat(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        data = client.read_file(
+            args.repository,
+            args.reference,
+            args.path,
+            registry_id=args.registry_id,
+            platform=args.platform,
+        )
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
     return 0

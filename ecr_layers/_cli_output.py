@@ -35,6 +35,7 @@ from ._exceptions import (
     TransientError,
     UnableToGetUpstreamLayer,
     UnknownError,
+    UnsafeLayer,
     UnsupportedDigest,
     UpstreamAccessDenied,
 )
@@ -67,6 +68,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (DigestMismatch, 6),
     (DestinationError, 7),
     (LayersNotFound, 3),
+    (UnsafeLayer, 3),  # a layer that cannot be applied is unreadable, not corrupt
     (LayerInaccessible, 3),
     (RepositoryNotFound, 3),
     (UnableToGetUpstreamLayer, 3),

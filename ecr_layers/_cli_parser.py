@@ -215,6 +215,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    export = sub.add_parser(
+        "export",
+        parents=[by_image],
+        help="unpack an image's layers into DIR as its root filesystem, without docker",
+        description="Apply the image's layers in order, with OCI whiteouts, into DIR (which "
+        "must be missing or empty).  Every layer is verified against its digest and its "
+        "diff_id; nothing is written outside DIR; device nodes and fifos are skipped and "
+        "listed; setuid/setgid bits are dropped.  DIR appears only when all is done.",
+        epilog="Exit status: see 'ecr-layers --help'.",
+    )
+    export.add_argument("directory", metavar="DIR", help="where the root filesystem goes")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    cat = sub.add_parser(
+        "cat",
+        parents=[by_image],
+        help="write one file of an image to stdout",
+        description="Write the bytes of the file at PATH, as the image's root shows it, to "
+        "stdout: layers are read from the top down, only as far as the path needs.",
+        epilog="Exit status: see 'ecr-layers --help'.",
+    )
+    cat.add_argument(
+        "path", metavar="PATH", help="the file's path in the image, e.g. /etc/os-release"
+    )
+
     serve = sub.add_parser(
         "serve",
         help="run a LocalECR endpoint until interrupted",

@@ -38,9 +38,15 @@ if TYPE_CHECKING:
 
     from ._host import Crew, Downloads
     from ._manifest import Descriptor, Image
+    from ._rootfs import Export
 
 #: The default cap on a config blob read into memory.
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+# `_rootfs`'s defaults, repeated so that importing the client does not import tarfile
+# (tests/test_rootfs.py checks they agree).
+_MAX_UNPACKED = 16 * 1024**3
+_MAX_ENTRIES = 1_000_000
+_MAX_FILE = 256 * 1024**2
 
 
 @attrs.define(init=False, repr=False)
@@ -445,6 +451,84 @@ class LayerClient:
             platform=platform,
             max_parallel=max_parallel,
             progress=progress,
+        )
+
+    def export_rootfs(
+        self,
+        repository_name: str,
+        reference: str,
+        destination: str | os.PathLike[str],
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_size: int = _MAX_UNPACKED,
+        max_entries: int = _MAX_ENTRIES,
+        keep_special_bits: bool = False,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Export:
+        """Unpack an image's layers into *destination* as its root filesystem; return an `Export`.
+
+        *destination* must be missing or an empty directory (else `InvalidParameter`,
+        before any request).  The root is built in a directory beside it and renamed
+        into place when every layer has been applied and verified twice: its
+        compressed digest, and its uncompressed tar against the config's
+        ``rootfs.diff_ids`` (`DigestMismatch`).  A failed export leaves nothing.
+        Whiteouts follow the OCI rules; no entry can write outside the root
+        (`UnsafeLayer` for those refused); device nodes and fifos are not created but
+        listed in ``Export.skipped``; setuid/setgid bits are dropped unless
+        *keep_special_bits*.  More than *max_size* unpacked bytes (default 16 GiB) or
+        *max_entries* entries (default 1,000,000) is `BlobTooLarge`.  gzip and plain
+        tar layers (OCI and Docker); zstd needs ``ecr-layers[zstd]``
+        (`UnsupportedMediaType`).  *progress* is called with (compressed bytes done,
+        total) after each layer.
+        """
+        from . import _rootfs
+
+        self._check_open()
+        return _rootfs.export(
+            _PullClient(self),
+            repository_name,
+            reference,
+            destination,
+            registry_id=registry_id,
+            platform=platform,
+            max_size=max_size,
+            max_entries=max_entries,
+            keep_special_bits=keep_special_bits,
+            progress=progress,
+        )
+
+    def read_file(
+        self,
+        repository_name: str,
+        reference: str,
+        path: str,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_size: int = _MAX_FILE,
+    ) -> bytes:
+        """Return the bytes of the file at *path* as the image's root shows it.
+
+        Layers are read from the top down, stopping at the first that has the path
+        or hides it (a whiteout, an opaque directory): a file in the top layer costs
+        one blob download.  Symlinks are followed inside the image (absolute ones from
+        its root, at most 40).  Each layer read is verified against its digest (its
+        ``diff_id`` is not checked: the config is not fetched).  A missing, hidden or
+        non-file path is `FileNotInImage` (also a `FileNotFoundError`); a file over
+        *max_size* bytes (default 256 MiB) is `BlobTooLarge`.
+        """
+        from . import _rootfs
+
+        self._check_open()
+        return _rootfs.read_file(
+            _PullClient(self),
+            repository_name,
+            reference,
+            path,
+            registry_id=registry_id,
+            platform=platform,
+            max_size=max_size,
         )
 
 

@@ -11,12 +11,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._client import MAX_CONFIG_BYTES, LayerClient
+from ._client import _MAX_ENTRIES, _MAX_FILE, _MAX_UNPACKED, MAX_CONFIG_BYTES, LayerClient
 from ._exceptions import ECRError
 from ._url import LayerUrl
 
 if TYPE_CHECKING:
     from ._manifest import Descriptor, Image
+    from ._rootfs import Export
 
 _default: LayerClient | None = None
 _default_lock = threading.Lock()
@@ -151,4 +152,51 @@ def pull_image(
         platform=platform,
         max_parallel=max_parallel,
         progress=progress,
+    )
+
+
+def export_rootfs(
+    repository_name: str,
+    reference: str,
+    destination: str | os.PathLike[str],
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_size: int = _MAX_UNPACKED,
+    max_entries: int = _MAX_ENTRIES,
+    keep_special_bits: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Export:
+    """Unpack an image as a root filesystem with the default client; see
+    `LayerClient.export_rootfs`."""
+    return default_client().export_rootfs(
+        repository_name,
+        reference,
+        destination,
+        registry_id=registry_id,
+        platform=platform,
+        max_size=max_size,
+        max_entries=max_entries,
+        keep_special_bits=keep_special_bits,
+        progress=progress,
+    )
+
+
+def read_file(
+    repository_name: str,
+    reference: str,
+    path: str,
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_size: int = _MAX_FILE,
+) -> bytes:
+    """Return one file of an image with the default client; see `LayerClient.read_file`."""
+    return default_client().read_file(
+        repository_name,
+        reference,
+        path,
+        registry_id=registry_id,
+        platform=platform,
+        max_size=max_size,
     )

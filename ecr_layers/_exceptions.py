@@ -16,6 +16,7 @@ Every failure ecr-layers lets a caller see, as one tree.
     │   │   └── ImageTagDoesNotMatchDigest   ImageTagDoesNotMatchDigest failure
     │   ├── PlatformNotFound                 the index offers no manifest for the platform
     │   ├── UnsupportedMediaType             schema 1, or a manifest type ecr-layers cannot read
+    │   ├── FileNotInImage (FileNotFoundError)  read_file: no such file in the image
     │   ├── UnableToGetUpstreamImage         UnableToGetUpstreamImageException
     │   ├── ImageReferencedByManifestList    ImageReferencedByManifestList failure
     │   ├── ImageInaccessible                ImageInaccessible failure
@@ -25,10 +26,11 @@ Every failure ecr-layers lets a caller see, as one tree.
     │   ├── LayerInaccessible                LayerInaccessibleException
     │   ├── LayersNotFound                   LayersNotFoundException; 404 from the download host
     │   ├── UnableToGetUpstreamLayer         UnableToGetUpstreamLayerException
+    │   ├── UnsafeLayer                      a layer entry that would write outside the root
     │   └── DownloadError                    fetching the layer's bytes went wrong
     │       ├── DigestMismatch               the bytes do not hash to the digest
     │       ├── UnsupportedDigest (ValueError)  a digest that cannot be verified
-    │       ├── BlobTooLarge                 a manifest or config over its size cap
+    │       ├── BlobTooLarge                 a manifest, config or unpacked image over its cap
     │       └── DestinationError (OSError)   the destination cannot be written
     └── TransientError                       retried by the retry policy
         ├── ServerError                      ServerException, or any 5xx
@@ -68,6 +70,7 @@ __all__ = [
     "ECRError",
     "EndpointTimeout",
     "EndpointUnreachable",
+    "FileNotInImage",
     "ImageError",
     "ImageInaccessible",
     "ImageNotFound",
@@ -90,6 +93,7 @@ __all__ = [
     "UnableToGetUpstreamImage",
     "UnableToGetUpstreamLayer",
     "UnknownError",
+    "UnsafeLayer",
     "UnsupportedDigest",
     "UnsupportedMediaType",
     "UpstreamAccessDenied",
@@ -357,6 +361,22 @@ class UnsupportedMediaType(ImageError):
         self.media_type = media_type
 
 
+class FileNotInImage(ImageError, FileNotFoundError):
+    """`read_file`: the path is not a file in the image (missing, whited out, or not a file)."""
+
+    default_code = "FileNotInImage"
+
+    def __init__(
+        self, message: str = "", *, path: str = "", **context: Unpack[ImageContext]
+    ) -> None:
+        super().__init__(message, **context)
+        #: The path asked for, as given.
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), dict(self.__dict__)))
+
+
 class UnableToGetUpstreamImage(ImageError):
     """A pull-through cache could not fetch the image from its upstream registry."""
 
@@ -430,6 +450,20 @@ class UnableToGetUpstreamLayer(LayerError):
     default_code = "UnableToGetUpstreamLayerException"
 
 
+class UnsafeLayer(LayerError):
+    """A layer entry that cannot be applied inside the root (a ``..`` name, a link or
+    whiteout out of it, a reserved whiteout name); nothing was written outside."""
+
+    default_code = "UnsafeLayer"
+
+    def __init__(
+        self, message: str = "", *, entry: str = "", **context: Unpack[LayerContext]
+    ) -> None:
+        super().__init__(message, **context)
+        #: The entry's name as the layer's tar gives it.
+        self.entry = entry
+
+
 class DownloadError(LayerError):
     """Fetching the layer's bytes from its download URL failed."""
 
@@ -461,7 +495,8 @@ class UnsupportedDigest(DownloadError, ValueError):
 
 
 class BlobTooLarge(DownloadError):
-    """A manifest or config is larger than its documented cap; it was not read past it."""
+    """A manifest or config is larger than its documented cap, or an export's unpacked
+    bytes or entries are over theirs; nothing was read past it."""
 
     default_code = "BlobTooLarge"
 

@@ -1,9 +1,12 @@
-"""The command line's image commands: ``image`` and ``pull``, their output and their errors."""
+"""The command line's image commands: ``image``, ``pull``, ``export`` and ``cat``, their
+output and their errors."""
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import tarfile
 
 import pytest
 
@@ -124,3 +127,56 @@ def test_pull_requires_an_output(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = call(capsys, "pull", "team/app", "v1")
     assert status == 2
     assert "-o" in one_line(err)
+
+
+def test_export_writes_the_root_and_says_where(
+    local_ecr: LocalECR, capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    from .layering import entry, file, layer
+
+    fifo = entry("run/fifo", tarfile.FIFOTYPE)
+    seeded = local_ecr.push_layers_image(
+        "team/app", "v1", [layer(file("etc/os-release", b"ID=cli\n"), fifo)]
+    )
+    root = tmp_path / "root"
+    status, out, err = call(capsys, "export", "team/app", "v1", str(root))
+    assert status == 0
+    assert out == f"{seeded.digest} {root}\n"
+    assert err == "skipped /run/fifo (device node or fifo)\n"
+    assert (root / "etc" / "os-release").read_bytes() == b"ID=cli\n"
+
+
+def test_export_refuses_an_unsafe_layer_in_one_line(
+    local_ecr: LocalECR, capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    from .layering import file, layer
+
+    local_ecr.push_layers_image("team/app", "v1", [layer(file("../escape", b"x"))])
+    status, out, err = call(capsys, "export", "team/app", "v1", str(tmp_path / "root"))
+    assert (status, out) == (code_of("UnsafeLayer"), "")
+    assert one_line(err).startswith("ecr-layers: UnsafeLayer")
+    assert os.listdir(tmp_path) == []
+
+
+def test_cat_writes_the_bytes(
+    local_ecr: LocalECR,
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    from .layering import file, layer
+
+    content = bytes(range(256))
+    local_ecr.push_layers_image("team/app", "v1", [layer(file("bin/blob", content))])
+    status = _cli.main(["cat", "team/app", "v1", "/bin/blob"])
+    out, err = capfdbinary.readouterr()
+    assert (status, out, err) == (0, content, b"")
+
+
+def test_cat_missing_file_in_one_line(
+    local_ecr: LocalECR, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .layering import file, layer
+
+    local_ecr.push_layers_image("team/app", "v1", [layer(file("etc/a", b"a"))])
+    status, out, err = call(capsys, "cat", "team/app", "v1", "/etc/nope")
+    assert (status, out) == (code_of("FileNotInImage"), "")
+    assert one_line(err).startswith("ecr-layers: FileNotInImage")

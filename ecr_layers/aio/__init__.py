@@ -11,12 +11,14 @@ from ._default import (
     close_default_client,
     default_client,
     download_layer,
+    export_rootfs,
     get_config,
     get_image,
     get_layer_url,
     get_layer_urls,
     open_layer,
     pull_image,
+    read_file,
 )
 from ._stream import AsyncLayerStream
 
@@ -26,10 +28,12 @@ __all__ = [
     "close_default_client",
     "default_client",
     "download_layer",
+    "export_rootfs",
     "get_config",
     "get_image",
     "get_layer_url",
     "get_layer_urls",
     "open_layer",
     "pull_image",
+    "read_file",
 ]

@@ -29,7 +29,7 @@ from .._botocore import (
     mapped_errors,
     policies,
 )
-from .._client import MAX_CONFIG_BYTES
+from .._client import _MAX_ENTRIES, _MAX_FILE, _MAX_UNPACKED, MAX_CONFIG_BYTES
 from .._exceptions import ConfigurationError, ECRError, EndpointTimeout, ImageRef, LayerRef
 from .._lookups import batch, check_workers, context, kept, layer_url, params_of
 from .._retry import RetryBudget, RetryPolicy, call_async
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_ecr.client import ECRClient
 
     from .._manifest import Descriptor, Image
+    from .._rootfs import Export
     from ._stream import AsyncLayerStream
 
 T = TypeVar("T")
@@ -359,6 +360,65 @@ class AsyncLayerClient:
                 platform=platform,
                 max_parallel=max_parallel,
                 progress=progress,
+                crew=worker.crew,
+            )
+        )
+
+    async def export_rootfs(
+        self,
+        repository_name: str,
+        reference: str,
+        destination: str | os.PathLike[str],
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_size: int = _MAX_UNPACKED,
+        max_entries: int = _MAX_ENTRIES,
+        keep_special_bits: bool = False,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Export:
+        """Unpack an image as a root filesystem; see `LayerClient.export_rootfs` (the same
+        code, in a worker thread).  Cancelling it leaves nothing behind."""
+        from .._rootfs import export
+
+        return await self._transfer(
+            lambda worker: export(
+                worker,
+                repository_name,
+                reference,
+                destination,
+                registry_id=registry_id,
+                platform=platform,
+                max_size=max_size,
+                max_entries=max_entries,
+                keep_special_bits=keep_special_bits,
+                progress=progress,
+                crew=worker.crew,
+            )
+        )
+
+    async def read_file(
+        self,
+        repository_name: str,
+        reference: str,
+        path: str,
+        *,
+        registry_id: str | None = None,
+        platform: str | None = None,
+        max_size: int = _MAX_FILE,
+    ) -> bytes:
+        """Return one file of an image; see `LayerClient.read_file` (in a worker thread)."""
+        from .._rootfs import read_file
+
+        return await self._transfer(
+            lambda worker: read_file(
+                worker,
+                repository_name,
+                reference,
+                path,
+                registry_id=registry_id,
+                platform=platform,
+                max_size=max_size,
                 crew=worker.crew,
             )
         )

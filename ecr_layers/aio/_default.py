@@ -16,12 +16,13 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._client import MAX_CONFIG_BYTES
+from .._client import _MAX_ENTRIES, _MAX_FILE, _MAX_UNPACKED, MAX_CONFIG_BYTES
 from ._client import AsyncLayerClient
 
 if TYPE_CHECKING:
     from .._exceptions import ECRError
     from .._manifest import Descriptor, Image
+    from .._rootfs import Export
     from .._url import LayerUrl
     from ._stream import AsyncLayerStream
 
@@ -174,4 +175,52 @@ async def pull_image(
         platform=platform,
         max_parallel=max_parallel,
         progress=progress,
+    )
+
+
+async def export_rootfs(
+    repository_name: str,
+    reference: str,
+    destination: str | os.PathLike[str],
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_size: int = _MAX_UNPACKED,
+    max_entries: int = _MAX_ENTRIES,
+    keep_special_bits: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Export:
+    """`AsyncLayerClient.export_rootfs` on this loop's default client."""
+    client = await default_client()
+    return await client.export_rootfs(
+        repository_name,
+        reference,
+        destination,
+        registry_id=registry_id,
+        platform=platform,
+        max_size=max_size,
+        max_entries=max_entries,
+        keep_special_bits=keep_special_bits,
+        progress=progress,
+    )
+
+
+async def read_file(
+    repository_name: str,
+    reference: str,
+    path: str,
+    *,
+    registry_id: str | None = None,
+    platform: str | None = None,
+    max_size: int = _MAX_FILE,
+) -> bytes:
+    """`AsyncLayerClient.read_file` on this loop's default client."""
+    client = await default_client()
+    return await client.read_file(
+        repository_name,
+        reference,
+        path,
+        registry_id=registry_id,
+        platform=platform,
+        max_size=max_size,
     )

@@ -100,6 +100,20 @@ assert_type(ecr_layers.open_layer("team/app", "sha256:ab"), io.BufferedReader)
 pulled = client.pull_image("team/app", "v1", pathlib.Path("/tmp/layout"), max_parallel=2)
 assert_type(pulled, ecr_layers.Image)
 assert_type(ecr_layers.pull_image("team/app", "v1", "/tmp/layout"), ecr_layers.Image)
+exported = client.export_rootfs("team/app", "v1", pathlib.Path("/tmp/root"), max_size=1 << 30)
+assert_type(exported, ecr_layers.Export)
+assert_type(exported.image, ecr_layers.Image)
+assert_type(exported.path, str)
+assert_type(exported.skipped, tuple[str, ...])
+assert_type(ecr_layers.export_rootfs("team/app", "v1", "/tmp/root"), ecr_layers.Export)
+assert_type(client.read_file("team/app", "v1", "/etc/os-release"), bytes)
+assert_type(ecr_layers.read_file("team/app", "v1", "/etc/os-release", max_size=1024), bytes)
+try:
+    client.read_file("team/app", "v1", "/etc/os-release")
+except ecr_layers.FileNotInImage as not_there:
+    assert_type(not_there.path, str)
+except ecr_layers.UnsafeLayer as unsafe:
+    assert_type(unsafe.entry, str)
 try:
     client.get_image("team/app", "v1")
 except ecr_layers.PlatformNotFound as no_platform:
@@ -122,6 +136,10 @@ async def _async_api() -> None:
     from ecr_layers import aio
 
     async with aio.AsyncLayerClient(region_name="us-east-1") as async_client:
+        assert_type(
+            await async_client.export_rootfs("team/app", "v1", "/tmp/root"), ecr_layers.Export
+        )
+        assert_type(await async_client.read_file("team/app", "v1", "/etc/passwd"), bytes)
         assert_type(async_client, aio.AsyncLayerClient)
         assert_type(await async_client.get_layer_url("team/app", "sha256:ab"), LayerUrl)
         assert_type(
@@ -141,4 +159,6 @@ async def _async_api() -> None:
     assert_type(stream, aio.AsyncLayerStream)
     assert_type(await stream.read(10), bytes)
     assert_type(await aio.pull_image("team/app", "v1", "/tmp/layout"), ecr_layers.Image)
+    assert_type(await aio.export_rootfs("team/app", "v1", "/tmp/root"), ecr_layers.Export)
+    assert_type(await aio.read_file("team/app", "v1", "/etc/passwd"), bytes)
     await aio.close_default_client()
