@@ -33,7 +33,7 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 
@@ -192,7 +192,7 @@ def _decompressor(
         return raw
     if media_type in _ZSTD:
         try:
-            import zstandard  # type: ignore[import-not-found]
+            import zstandard
         except ImportError:
             raise UnsupportedMediaType(
                 f"layer {layer.layer_digest[:80]} is zstd; install ecr-layers[zstd] to read it",
@@ -200,7 +200,8 @@ def _decompressor(
                 image=image,
                 layer=layer,
             ) from None
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        reader = zstandard.ZstdDecompressor()
+        return reader.stream_reader(cast("IO[bytes]", raw), read_across_frames=True)
     raise UnsupportedMediaType(
         f"layer {layer.layer_digest[:80]} has media type {media_type[:100]!r}, not a tar",
         media_type=media_type,

@@ -280,7 +280,10 @@ def test_unreadable_layer_types_are_unsupported_media_type(
 # Every readable layer type, end to end: pushed with its own media type through PutImage,
 # exported and read back, with both digests checked.
 _KINDS = {
-    "oci": ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.config.v1+json"),
+    "oci": (
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.config.v1+json",
+    ),
     "docker": (
         "application/vnd.docker.distribution.manifest.v2+json",
         "application/vnd.docker.container.image.v1+json",
@@ -295,7 +298,7 @@ _COMPRESS: dict[str, Callable[[bytes], bytes]] = {
 
 
 @pytest.mark.parametrize(
-    ("kind", "media_type", "compression"),
+    "case",
     [
         ("oci", "application/vnd.oci.image.layer.v1.tar+gzip", "gzip"),
         ("oci", "application/vnd.oci.image.layer.v1.tar", "tar"),
@@ -305,13 +308,9 @@ _COMPRESS: dict[str, Callable[[bytes], bytes]] = {
     ],
 )
 def test_every_readable_layer_type_exports_and_reads(
-    either: Synchronous,
-    ecr: LocalECR,
-    tmp_path: pathlib.Path,
-    kind: str,
-    media_type: str,
-    compression: str,
+    either: Synchronous, ecr: LocalECR, tmp_path: pathlib.Path, case: tuple[str, str, str]
 ) -> None:
+    kind, media_type, compression = case
     manifest_type, config_type = _KINDS[kind]
     blobs = []
     for built in (BASE, TOP):
