@@ -248,7 +248,7 @@ class _Capped:
     def _count(self, size: int) -> None:
         self._left -= size
         if self._left < 0:
-            raise AnswerTooLarge(f"the API's answer is longer than {API_ANSWER_MAX} bytes")
+            raise over_the_cap()
 
     def read(self, *args: Any) -> bytes:
         data: bytes = self._fp.read(*args)
@@ -274,17 +274,33 @@ class _Capped:
         return getattr(self._fp, name)
 
 
+def over_the_cap() -> AnswerTooLarge:
+    """The refusal of an API answer read past `API_ANSWER_MAX`."""
+    return AnswerTooLarge(f"the API's answer is longer than {API_ANSWER_MAX} bytes")
+
+
+def stated_over_the_cap(length: str | None) -> AnswerTooLarge | None:
+    """The refusal of an API answer whose stated *length* passes `API_ANSWER_MAX`; None
+    for one within it, or one that states none (or nonsense: the parser's to refuse)."""
+    if length is None or not (length.isascii() and length.isdigit()):
+        return None
+    if int(length) <= API_ANSWER_MAX:
+        return None
+    return AnswerTooLarge(
+        f"the API's answer says it is {length[:40]} bytes long, more than the "
+        f"{API_ANSWER_MAX} read at most"
+    )
+
+
 def _cap(response: Any) -> None:
     """Hold an API answer to `API_ANSWER_MAX`: refuse a longer stated length at once,
     and count an unstated one as it is read."""
     length = response.headers.get("Content-Length")
+    refused = stated_over_the_cap(length)
+    if refused is not None:
+        response.close()
+        raise refused
     if length is not None and length.isascii() and length.isdigit():
-        if int(length) > API_ANSWER_MAX:
-            response.close()
-            raise AnswerTooLarge(
-                f"the API's answer says it is {length[:40]} bytes long, more than the "
-                f"{API_ANSWER_MAX} read at most"
-            )
         return
     raw = getattr(response, "_fp", None)  # http.client's response, under urllib3's
     if raw is not None and getattr(raw, "fp", None) is not None:

@@ -262,20 +262,38 @@ def test_get_config_holds_the_config_to_its_descriptors_size(
 
 
 def test_an_api_answer_longer_than_the_cap_is_refused_by_its_stated_length(
-    ecr: LocalECR,
+    either: Synchronous, ecr: LocalECR
 ) -> None:
     from ecr_layers._watchdog import API_ANSWER_MAX
 
     seeded = ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
     ecr.faults.fail_next("GetDownloadUrlForLayer", status=200, body=b" " * (API_ANSWER_MAX + 1))
     with pytest.raises(ecr_layers.InvalidResponse) as caught:
-        ecr.client().get_layer_url(REPO, seeded.layers[0].digest)
+        either.get_layer_url(REPO, seeded.layers[0].digest)
     assert str(API_ANSWER_MAX) in caught.value.message
     assert ecr.stats.count("GetDownloadUrlForLayer") == 1  # a bad answer, not retried
 
 
+def _layer_url_once(kind: str, digest: str, **settings: Any) -> None:
+    """Ask a client of *kind* made with *settings* for *digest*'s URL, then close it."""
+    if kind == "sync":
+        with ecr_layers.LayerClient(**settings) as client:
+            client.get_layer_url(REPO, digest)
+        return
+    import asyncio
+
+    from ecr_layers.aio import AsyncLayerClient
+
+    async def call() -> None:
+        async with AsyncLayerClient(**settings) as aclient:
+            await aclient.get_layer_url(REPO, digest)
+
+    asyncio.run(call())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_an_api_answer_that_never_ends_is_refused_at_the_cap(
-    local_ecr: LocalECR, monkeypatch: pytest.MonkeyPatch
+    local_ecr: LocalECR, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     import resource
 
@@ -285,18 +303,37 @@ def test_an_api_answer_that_never_ends_is_refused_at_the_cap(
 
     for name, value in local_ecr.env().items():
         monkeypatch.setenv(name, value)
+    settings: dict[str, Any] = {"retry_policy": ecr_layers.RetryPolicy(attempts=1, timeout=10)}
+    digest = "sha256:" + "ab" * 32
     with hostile.serving(hostile.endless_json) as host:
-        client = ecr_layers.LayerClient(
-            endpoint_url=f"http://127.0.0.1:{host.port}",
-            retry_policy=ecr_layers.RetryPolicy(attempts=1, timeout=10),
-        )
+        settings["endpoint_url"] = f"http://127.0.0.1:{host.port}"
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         with pytest.raises(ecr_layers.InvalidResponse) as caught:
-            client.get_layer_url(REPO, "sha256:" + "ab" * 32)
+            _layer_url_once(kind, digest, **settings)
         grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-        client.close()
     assert str(API_ANSWER_MAX) in caught.value.message
     assert host.requests == 1
     # botocore keeps what it read: at most the cap (and a copy as it joins), not the
     # endless rest.
     assert grown_kib < 4 * API_ANSWER_MAX // 1024, grown_kib
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_api_answer_cut_short_is_a_transient_error_retried_within_the_attempts(
+    local_ecr: LocalECR, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The asyncio client reads an answer's body itself (to hold it to the cap): a cut
+    there is the transient `EndpointUnreachable` that aiobotocore's read would give."""
+
+    from . import hostile
+
+    for name, value in local_ecr.env().items():
+        monkeypatch.setenv(name, value)
+    policy = ecr_layers.RetryPolicy(attempts=2, timeout=10, wait_initial=0, wait_max=0)
+    digest = "sha256:" + "ab" * 32
+    with hostile.serving(hostile.reset_after(10)) as host:
+        url = f"http://127.0.0.1:{host.port}"
+        with pytest.raises(ecr_layers.EndpointUnreachable) as caught:
+            _layer_url_once(kind, digest, endpoint_url=url, retry_policy=policy)
+        assert host.requests == 2
+    assert caught.value.layer_digest == digest

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from botocore.config import Config
+from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
 from .._botocore import (
     check_arguments,
@@ -35,12 +36,13 @@ from .._lookups import batch, check_workers, context, kept, layer_url, params_of
 from .._retry import RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
+from .._watchdog import API_ANSWER_MAX, over_the_cap, stated_over_the_cap
 from ._worker import Worker, run
 
 if TYPE_CHECKING:
     import os
     import pathlib
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine
     from types import TracebackType
 
     import urllib3
@@ -213,7 +215,9 @@ class AsyncLayerClient:
                 "this AsyncLayerClient was opened in another event loop; make one per loop"
             )
         if self._ecr is not None:
-            self._loop = weakref.ref(loop)  # a client handed in: the loop of its first use
+            if self._loop is None:  # a client handed in: the loop of its first use
+                self._loop = weakref.ref(loop)
+                _CappedSend.install(self._ecr)
             return self._ecr
         if self._opening is None:
             self._opening = asyncio.Lock()
@@ -223,6 +227,7 @@ class AsyncLayerClient:
                 with creating():
                     made = self._session.create_client("ecr", **self._settings)
                     ecr: ECRClient = await self._stack.enter_async_context(made)
+                    _CappedSend.install(ecr)
                     if self._settings["endpoint_url"] is None:
                         # It came from the environment or the config files.
                         check_endpoint_url(ecr.meta.endpoint_url)
@@ -593,3 +598,51 @@ class _Bound:
             raise EndpointTimeout(
                 "the API call did not finish by its deadline", layer=layer, image=self._image
             ) from None
+
+
+@attrs.frozen
+class _CappedSend:
+    """aiobotocore's send, with the answer read here and held to `API_ANSWER_MAX`, as
+    the synchronous client's are: aiobotocore would read one whole, however long."""
+
+    send: Callable[[Any], Awaitable[Any]]
+
+    @classmethod
+    def install(cls, ecr: Any) -> None:
+        http = getattr(getattr(ecr, "_endpoint", None), "http_session", None)
+        if http is not None and not isinstance(http.send, cls):  # else: another transport
+            http.send = cls(http.send)
+
+    async def __call__(self, request: Any) -> Any:
+        streamed = request.stream_output
+        request.stream_output = True  # aiobotocore leaves the body to be read here
+        try:
+            response = await self.send(request)
+        finally:
+            request.stream_output = streamed
+        if streamed:
+            return response
+        import aiohttp  # here: ecr_layers.aio imports without aiobotocore, to say it is needed
+
+        raw = response.raw
+        refused = stated_over_the_cap(raw.headers.get("Content-Length"))
+        body, whole = bytearray(), False
+        try:
+            while refused is None and (chunk := await raw.content.read(1 << 16)):
+                body += chunk
+                refused = over_the_cap() if len(body) > API_ANSWER_MAX else None
+            whole = refused is None
+        except TimeoutError as exc:  # as aiobotocore's send maps them
+            raise ReadTimeoutError(endpoint_url=request.url, error=exc) from exc
+        except aiohttp.ClientError as exc:
+            raise ConnectionClosedError(endpoint_url=request.url, error=exc) from exc
+        finally:
+            # Read to its end, the connection goes back to the pool; else it is closed.
+            if whole:
+                raw.release()
+            else:
+                raw.close()
+        if refused is not None:
+            raise refused
+        response._content = bytes(body)
+        return response
