@@ -20,7 +20,7 @@ from . import hostile
 from .hostile import point_at
 from .imaging import Synchronous
 
-DEADLINE = 1.5
+DEADLINE = 0.75
 
 
 @pytest.fixture
