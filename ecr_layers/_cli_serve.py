@@ -110,3 +110,5 @@ def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
     say(f"ecr-layers pull {repository} {tag} -o ./layout")
     say(f"ecr-layers url {repository} {digests[0]}")
     say(f"ecr-layers download {repository} {digests[-1]} -o .")
+    say(f"ecr-layers export {repository} {tag} ./rootfs")
+    say(f"ecr-layers cat {repository} {tag} /base.bin | wc -c")

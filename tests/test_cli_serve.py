@@ -101,7 +101,7 @@ def served(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     lines: list[str] = []
-    while not (lines and lines[-1].startswith("ecr-layers download ")):  # the banner's last
+    while not (lines and lines[-1].startswith("ecr-layers cat ")):  # the banner's last
         try:
             lines.append(received.get(timeout=30).rstrip("\n"))
         except queue.Empty:
@@ -156,7 +156,9 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
     # Exactly what a newcomer would paste: the export lines, then the examples.
     script = "\n".join(line for line in lines if not line.startswith("#"))
     commands = [line for line in lines if line.startswith("ecr-layers ")]
-    assert [c.split()[1] for c in commands] == ["image", "pull", "url", "download"]
+    assert [c.split()[1] for c in commands] == [
+        "image", "pull", "url", "download", "export", "cat"
+    ]
     assert [line.split()[0] for line in lines if line.startswith(("aws", "skopeo"))] == [
         "aws",
         "skopeo",
@@ -188,13 +190,18 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
     first = rest.index("image      demo/app:v1")
     inspected = json.loads("\n".join(rest[:first]))
     assert inspected["Layers"] == digests
-    *_, pulled, url, path = rest[first:]
+    *_, pulled, url, path, exported, size = rest[first:]
     assert pulled.endswith(" oci:./layout:v1")
     assert (work / "layout" / "index.json").is_file()
     assert url.startswith("http://127.0.0.1:")
     downloaded = work / pathlib.Path(path).name
     assert downloaded.is_file()
     assert downloaded.name == digests[-1].replace(":", "-")
+    # The image's root, then one file of it read alone: the same bytes.
+    assert exported.endswith(f" {work / 'rootfs'}")
+    base = (work / "rootfs" / "base.bin").read_bytes()
+    assert base
+    assert int(size) == len(base)
 
 
 # -- demo -----------------------------------------------------------------------------
