@@ -156,9 +156,7 @@ def test_serve_seed_prints_commands_that_work_as_pasted(
     # Exactly what a newcomer would paste: the export lines, then the examples.
     script = "\n".join(line for line in lines if not line.startswith("#"))
     commands = [line for line in lines if line.startswith("ecr-layers ")]
-    assert [c.split()[1] for c in commands] == [
-        "image", "pull", "url", "download", "export", "cat"
-    ]
+    assert [c.split()[1] for c in commands] == ["image", "pull", "url", "download", "export", "cat"]
     assert [line.split()[0] for line in lines if line.startswith(("aws", "skopeo"))] == [
         "aws",
         "skopeo",
