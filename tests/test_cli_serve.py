@@ -110,9 +110,15 @@ def served(
     try:
         yield proc, lines
     finally:
+        # SIGTERM, which serve answers as it answers Ctrl-C, so LocalECR removes its
+        # storage directory; SIGKILL left one in the temporary directory per run.
         if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
             proc.kill()
-        proc.wait(10)
+            proc.wait(10)
         reader.join(10)  # ends at EOF; then the pipes can close under nobody
         stdout.close()
         assert proc.stderr is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pathlib
 import re
 
@@ -32,4 +33,7 @@ def test_examples_run(page: pathlib.Path, local_ecr: LocalECR, tmp_path: pathlib
         exec(compile(block, f"{page.name}:example", "exec"), namespace)
     for name, value in list(namespace.items()):
         if name.startswith("test_") and callable(value):
-            value(local_ecr)  # examples written as pytest tests take the fixture
+            # Examples written as pytest tests take their fixtures by name, as pytest
+            # would give them: local_ecr, and tmp_path (this test's own, removed by pytest).
+            fixtures = {"local_ecr": local_ecr, "tmp_path": tmp_path}
+            value(**{p: fixtures[p] for p in inspect.signature(value).parameters})
