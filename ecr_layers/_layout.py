@@ -34,9 +34,10 @@ from typing import Any, Literal, overload
 
 import attrs
 
-from ._exceptions import DestinationError, ImageRef, InvalidParameter, LayerRef
+from ._exceptions import DestinationError, ImageRef, LayerRef
 from ._landing import Landing, alive
 from ._manifest import OCI_INDEX, Descriptor, Image
+from ._validation import directory_path
 
 LAYOUT_VERSION = "1.0.0"
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -74,17 +75,7 @@ class Layout:
     @classmethod
     def open(cls, destination: object, image: ImageRef) -> Layout:
         """Check *destination* and create the layout's skeleton; nothing is fetched yet."""
-        if not isinstance(destination, str | os.PathLike):
-            raise InvalidParameter(
-                f"destination must be a str or os.PathLike, got {type(destination).__name__}",
-                parameter="destination",
-            )
-        raw = os.fspath(destination)
-        if not isinstance(raw, str) or not raw or "\0" in raw:
-            raise InvalidParameter(
-                "destination must be a non-empty str path without NUL", parameter="destination"
-            )
-        layout = cls(pathlib.Path(raw), image)
+        layout = cls(pathlib.Path(directory_path(destination)), image)
         try:
             with layout.os_errors(layout.root):
                 if layout.root.exists() and not layout.root.is_dir():

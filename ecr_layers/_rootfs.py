@@ -52,6 +52,7 @@ from ._exceptions import (
 )
 from ._host import Crew
 from ._manifest import Descriptor, Image
+from ._validation import directory_path
 
 if TYPE_CHECKING:
     from ._host import Downloads
@@ -565,28 +566,26 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def check_destination(destination: object) -> str:
     """Return *destination* as a path, if it is missing or an empty directory."""
-    if not isinstance(destination, (str, os.PathLike)):
-        raise InvalidParameter(
-            f"destination must be a path, got {type(destination).__name__}",
-            parameter="destination",
-        )
-    path = os.path.abspath(os.fspath(destination))
-    if not isinstance(path, str):
-        raise InvalidParameter("destination must be a str path", parameter="destination")
+    path = os.path.abspath(directory_path(destination))
+
+    def refuse(why: str) -> InvalidParameter:
+        return InvalidParameter(f"destination {path!r} {why}", parameter="destination")
+
     try:
         info = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
+        if stat.S_ISLNK(info.st_mode):
+            # The root replaces the directory by a rename: a link would be replaced, not
+            # filled, so it is refused rather than silently followed or dropped.
+            raise refuse("is a symbolic link; give the directory it points to")
+        if not stat.S_ISDIR(info.st_mode):
+            raise refuse("exists and is not a directory")
+        if os.listdir(path):
+            raise refuse("is not empty")
+    except (FileNotFoundError, NotADirectoryError):
         if not os.path.isdir(os.path.dirname(path)):
-            raise InvalidParameter(
-                f"destination's parent {os.path.dirname(path)!r} is not a directory",
-                parameter="destination",
-            ) from None
-        return path
-    if not stat.S_ISDIR(info.st_mode) or os.listdir(path):
-        raise InvalidParameter(
-            f"destination {path!r} exists and is not an empty directory",
-            parameter="destination",
-        )
+            raise refuse("cannot be made: its parent is missing or not a directory") from None
+    except OSError as exc:  # no permission, a name too long, a loop
+        raise refuse(f"cannot be used: {exc.strerror or exc}") from None
     return path
 
 

@@ -13,6 +13,7 @@ A botocore upgrade that relaxes a rule then relaxes ours.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,26 @@ class Validator:
             rules["registryId"].check(registry_id)
             params["registryId"] = registry_id
         return params, ImageRef(repository_name, reference, registry_id), is_digest  # type: ignore[arg-type]
+
+
+def directory_path(destination: object) -> str:
+    """Return *destination* as a str path, or raise `InvalidParameter`.
+
+    The rule a directory to create or fill (an OCI layout, an export's root) is given
+    by: a str or os.PathLike of str, not empty (which would mean the working directory
+    by accident) and without NUL (which no system call takes).
+    """
+    if not isinstance(destination, str | os.PathLike):
+        raise InvalidParameter(
+            f"destination must be a str or os.PathLike, got {type(destination).__name__}",
+            parameter="destination",
+        )
+    raw = os.fspath(destination)
+    if not isinstance(raw, str) or not raw or "\0" in raw:
+        raise InvalidParameter(
+            "destination must be a non-empty str path without NUL", parameter="destination"
+        )
+    return raw
 
 
 def rules_from_model(service_model: ServiceModel, operation: str = OPERATION) -> Validator:

@@ -107,21 +107,56 @@ def test_empty_directory_destination_is_filled(
     assert (tmp_path / "root" / "etc" / "top").read_bytes() == b"top layer\n"
 
 
-@pytest.mark.parametrize("kind", ["file", "non-empty"])
+BAD_DESTINATIONS: dict[str, tuple[Callable[[pathlib.Path], object], str]] = {
+    # kind: (how to make it under tmp_path, the message)
+    "a file": (lambda p: (p / "root").write_bytes(b"x"), "exists and is not a directory"),
+    "non-empty": (
+        lambda p: ((p / "root").mkdir(), (p / "root" / "x").write_bytes(b"x")),
+        "is not empty",
+    ),
+    "a link to an empty directory": (
+        lambda p: ((p / "empty").mkdir(), (p / "root").symlink_to(p / "empty")),
+        "is a symbolic link",
+    ),
+    "under a file": (
+        lambda p: (p / "file").write_bytes(b"x"),
+        "parent is missing or not a directory",
+    ),
+    "under nothing": (lambda p: None, "parent is missing or not a directory"),
+    "a name too long": (lambda p: None, "cannot be used: File name too long"),
+}
+DESTINATION_PATHS = {
+    "under a file": "file/root",
+    "under nothing": "missing/root",
+    "a name too long": "x" * 300,
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_DESTINATIONS))
 def test_bad_destination_refused_before_any_request(
     client: ecr_layers.LayerClient, ecr: LocalECR, tmp_path: pathlib.Path, kind: str
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [TOP])
-    destination = tmp_path / "root"
-    if kind == "file":
-        destination.write_bytes(b"x")
-    else:
-        destination.mkdir()
-        (destination / "x").write_bytes(b"x")
-    with pytest.raises(ecr_layers.InvalidParameter, match="not an empty directory"):
-        client.export_rootfs(REPO, "v1", destination)
+    ecr.stats.reset()
+    make, message = BAD_DESTINATIONS[kind]
+    make(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ecr_layers.InvalidParameter, match=message) as caught:
+        client.export_rootfs(REPO, "v1", tmp_path / DESTINATION_PATHS.get(kind, "root"))
+    assert caught.value.parameter == "destination"
     assert ecr.stats.count() == 0
     assert ecr.stats.blob_count() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if kind == "a link to an empty directory":
+        assert list((tmp_path / "empty").iterdir()) == []
+
+
+@pytest.mark.parametrize("destination", ["", "a\0b", b"root", 3, None])
+def test_a_destination_that_is_no_path_is_refused(
+    client: ecr_layers.LayerClient, destination: object
+) -> None:
+    with pytest.raises(ecr_layers.InvalidParameter, match="destination must be"):
+        client.export_rootfs(REPO, "v1", destination)  # type: ignore[arg-type]
 
 
 def test_bad_diff_id_is_digest_mismatch_and_leaves_nothing(
