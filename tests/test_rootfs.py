@@ -107,29 +107,28 @@ def test_empty_directory_destination_is_filled(
     assert (tmp_path / "root" / "etc" / "top").read_bytes() == b"top layer\n"
 
 
-BAD_DESTINATIONS: dict[str, tuple[Callable[[pathlib.Path], object], str]] = {
-    # kind: (how to make it under tmp_path, the message)
-    "a file": (lambda p: (p / "root").write_bytes(b"x"), "exists and is not a directory"),
-    "non-empty": (
-        lambda p: ((p / "root").mkdir(), (p / "root" / "x").write_bytes(b"x")),
-        "is not empty",
-    ),
-    "a link to an empty directory": (
-        lambda p: ((p / "empty").mkdir(), (p / "root").symlink_to(p / "empty")),
-        "is a symbolic link",
-    ),
-    "under a file": (
-        lambda p: (p / "file").write_bytes(b"x"),
-        "parent is missing or not a directory",
-    ),
-    "under nothing": (lambda p: None, "parent is missing or not a directory"),
-    "a name too long": (lambda p: None, "cannot be used: File name too long"),
+BAD_DESTINATIONS = {
+    # kind: (the destination under tmp_path, the message)
+    "a file": ("root", "exists and is not a directory"),
+    "non-empty": ("root", "is not empty"),
+    "a link to an empty directory": ("root", "is a symbolic link"),
+    "under a file": ("file/root", "parent is missing or not a directory"),
+    "under nothing": ("missing/root", "parent is missing or not a directory"),
+    "a name too long": ("x" * 300, "cannot be used: File name too long"),
 }
-DESTINATION_PATHS = {
-    "under a file": "file/root",
-    "under nothing": "missing/root",
-    "a name too long": "x" * 300,
-}
+
+
+def make_bad(kind: str, tmp_path: pathlib.Path) -> None:
+    if kind == "a file":
+        (tmp_path / "root").write_bytes(b"x")
+    elif kind == "non-empty":
+        (tmp_path / "root").mkdir()
+        (tmp_path / "root" / "x").write_bytes(b"x")
+    elif kind == "a link to an empty directory":
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "root").symlink_to(tmp_path / "empty")
+    elif kind == "under a file":
+        (tmp_path / "file").write_bytes(b"x")
 
 
 @pytest.mark.parametrize("kind", list(BAD_DESTINATIONS))
@@ -138,11 +137,11 @@ def test_bad_destination_refused_before_any_request(
 ) -> None:
     ecr.push_layers_image(REPO, "v1", [TOP])
     ecr.stats.reset()
-    make, message = BAD_DESTINATIONS[kind]
-    make(tmp_path)
+    where, message = BAD_DESTINATIONS[kind]
+    make_bad(kind, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(ecr_layers.InvalidParameter, match=message) as caught:
-        client.export_rootfs(REPO, "v1", tmp_path / DESTINATION_PATHS.get(kind, "root"))
+        client.export_rootfs(REPO, "v1", tmp_path / where)
     assert caught.value.parameter == "destination"
     assert ecr.stats.count() == 0
     assert ecr.stats.blob_count() == 0
