@@ -294,13 +294,19 @@ def stated_over_the_cap(length: str | None) -> AnswerTooLarge | None:
 
 def _cap(response: Any) -> None:
     """Hold an API answer to `API_ANSWER_MAX`: refuse a longer stated length at once,
-    and count an unstated one as it is read."""
+    and count an unstated one as it is read.  An answer that ends before its stated
+    length is a broken connection, as aiohttp says for the asyncio client."""
     length = response.headers.get("Content-Length")
     refused = stated_over_the_cap(length)
     if refused is not None:
         response.close()
         raise refused
     if length is not None and length.isascii() and length.isdigit():
+        # botocore turns urllib3's check off, so a connection closed mid-answer left a
+        # truncated body to the parser: {"message": <the first bytes>} for a 200, an
+        # InvalidResponse that was not retried.  With it on, the cut is urllib3's
+        # ProtocolError, botocore's ConnectionClosedError: transient, retried.
+        response.enforce_content_length = True
         return
     raw = getattr(response, "_fp", None)  # http.client's response, under urllib3's
     if raw is not None and getattr(raw, "fp", None) is not None:

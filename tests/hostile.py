@@ -159,6 +159,17 @@ def acknowledged(conn: socket.socket, timeout: float = 10) -> None:
         time.sleep(0.001)  # the kernel offers no event for this: a poll, bounded above
 
 
+def close_after(count: int) -> Behaviour:
+    """Ignore Range, send *count* bytes of the whole body, then close the connection
+    cleanly (a FIN, not a reset): the client reads an end of file short of the length."""
+
+    def behave(conn: socket.socket, data: bytes, host: Host) -> None:
+        conn.sendall(headers_200(data) + data[:count])
+        conn.shutdown(socket.SHUT_WR)
+
+    return behave
+
+
 def hang_after(count: int) -> Behaviour:
     """Ignore Range, send *count* bytes of the whole body, then send nothing more."""
 
