@@ -103,7 +103,11 @@ def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
     for platform, manifest in seeded.manifests.items():
         for layer in manifest.layers:
             say(f"#   {platform:<16} {layer.digest}")
-    digests = [layer.digest for layer in next(iter(seeded.manifests.values())).layers]
+    layers = next(iter(seeded.manifests.values())).layers
+    digests = [layer.digest for layer in layers]
+    # A file of the base layer, which every platform's manifest shares: whichever one
+    # `cat` picks for this machine has it.
+    base_file = shlex.quote("/" + layers[0].files[0])
     say("# Then try:")
     say(f"skopeo inspect --tls-verify=false docker://{ecr.registry_host}/{repository}:{tag}")
     say(f"ecr-layers image {repository} {tag}")
@@ -111,4 +115,4 @@ def _print_banner(ecr: LocalECR, seeded: SeededImage | None) -> None:
     say(f"ecr-layers url {repository} {digests[0]}")
     say(f"ecr-layers download {repository} {digests[-1]} -o .")
     say(f"ecr-layers export {repository} {tag} ./rootfs")
-    say(f"ecr-layers cat {repository} {tag} /base.bin | wc -c")
+    say(f"ecr-layers cat {repository} {tag} {base_file} | wc -c")
