@@ -1,16 +1,15 @@
 """
 `LayerClient`: validated inputs, typed errors, one retry layer, verified downloads,
-and images (each method a thin front on its core: `_images`, `_stream`, `_pull`).
+and images (each method a thin front on its core: `_images`, `_stream`; the methods
+that move bytes are `_operations`', run here in the caller's thread).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import pathlib
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 from botocore.config import Config
@@ -26,6 +25,7 @@ from ._botocore import (
 )
 from ._exceptions import ConfigurationError, ECRError, LayerRef
 from ._lookups import batch, check_workers, kept, layer_url, params_of
+from ._operations import Operations, method_from
 from ._retry import RetryBudget, RetryPolicy
 from ._url import LayerUrl, redact_url
 from ._validation import Validator, rules_from_model
@@ -38,15 +38,21 @@ if TYPE_CHECKING:
 
     from ._host import Crew, Downloads
     from ._manifest import Descriptor, Image
-    from ._rootfs import Export
 
-#: The default cap on a config blob read into memory.
-MAX_CONFIG_BYTES = 8 * 1024 * 1024
-# `_rootfs`'s defaults, repeated so that importing the client does not import tarfile
-# (tests/test_rootfs.py checks they agree).
-_MAX_UNPACKED = 16 * 1024**3
-_MAX_ENTRIES = 1_000_000
-_MAX_FILE = 256 * 1024**2
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _run_here(
+    operation: Callable[Concatenate[Operations, P], T],
+) -> Callable[Concatenate[LayerClient, P], T]:
+    """`LayerClient`'s method for *operation*: run in the caller's thread."""
+
+    def method(self: LayerClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self._check_open()
+        return operation(Operations(_Port(self)), *args, **kwargs)
+
+    return method_from(method, operation, "LayerClient")
 
 
 @attrs.define(init=False, repr=False)
@@ -254,50 +260,11 @@ class LayerClient:
         """One GetDownloadUrlForLayer attempt, never retried here: for callers that retry."""
         return self._get_once(params_of(layer), deadline_of(self._retry_policy))
 
-    def download_layer(
-        self,
-        repository_name: str,
-        layer_digest: str,
-        destination: str | os.PathLike[str],
-        *,
-        registry_id: str | None = None,
-        progress: Callable[[int, int | None], None] | None = None,
-        parallel: int | None = None,
-        verify: bool = True,
-        allow_http: bool = False,
-    ) -> pathlib.Path:
-        """Download a layer to *destination* (a file, or a directory to put it in); return its path.
-
-        Everything is checked before a request is sent: the arguments
-        (`InvalidParameter`), the digest (`UnsupportedDigest` unless *verify* is
-        False) and the destination (`DestinationError`: its directory must exist and
-        be writable, and a path ending in a slash names a directory).  The bytes are
-        hashed while they stream and land at the destination only if they match
-        the digest (else `DigestMismatch`, and nothing is left behind).  Dropped
-        connections resume from the last byte; expired URLs are renewed; the
-        `download_retry_policy` bounds it all (see the README's retry section).
-
-        *parallel* is how many connections fetch 4 MiB byte ranges at once, 1 to 16.
-        None (the default) decides after the first 4 MiB chunk: 4 connections for
-        layers of 64 MiB or more when that chunk arrived slower than 200 MiB/s (a
-        capped link), else 1.  *progress* is called with (bytes done, total bytes or
-        None).  Only https URLs are followed, or http to a loopback host, unless
-        *allow_http*.
-        """
-        from ._download import DownloadRequest, download
-
-        request = DownloadRequest.build(
-            self._validator,
-            repository_name,
-            layer_digest,
-            destination,
-            registry_id=registry_id,
-            progress=progress,
-            parallel=parallel,
-            verify=verify,
-            allow_http=allow_http,
-        )
-        return download(self._downloads(), request)
+    download_layer = _run_here(Operations.download_layer)
+    get_config = _run_here(Operations.get_config)
+    pull_image = _run_here(Operations.pull_image)
+    export_rootfs = _run_here(Operations.export_rootfs)
+    read_file = _run_here(Operations.read_file)
 
     def _downloads(self, crew: Crew | None = None) -> Downloads:
         from ._host import Downloads
@@ -358,39 +325,6 @@ class LayerClient:
             platform=platform,
         )
 
-    def get_config(
-        self,
-        image: Image | str,
-        reference: str | None = None,
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_bytes: int = MAX_CONFIG_BYTES,
-    ) -> dict[str, Any]:
-        """Return an image's config (its JSON object), read into memory and verified.
-
-        *image* is an `Image`, or a repository name with *reference* (and then
-        *registry_id* and *platform* as for `get_image`).  A config over *max_bytes*
-        is refused with `BlobTooLarge` before reading past the cap (before any request
-        when the manifest already says so).  As for a layer, the config's size in the
-        manifest bounds what the host may send (`BlobTooLarge`), and fewer bytes are
-        `InvalidResponse`; so is JSON nested more than 64 levels deep.
-        """
-        from . import _images
-
-        limit, given = _images.config_request(image, reference, registry_id, platform, max_bytes)
-        found = given or self.get_image(
-            image,  # type: ignore[arg-type]
-            reference,  # type: ignore[arg-type]
-            registry_id=registry_id,
-            platform=platform,
-        )
-        from ._stream import read_blob
-
-        blob, size = _images.config_blob(found, limit)
-        data = read_blob(self._downloads(), blob, size)
-        return _images.parse_config(data, found, limit)
-
     def open_layer(
         self,
         repository_name: str,
@@ -418,125 +352,14 @@ class LayerClient:
         layer, limit = blob_request(self._validator, repository_name, layer_digest, registry_id)
         return io.BufferedReader(open_blob(self._downloads(), layer, limit), STREAM_BUFFER)
 
-    def pull_image(
-        self,
-        repository_name: str,
-        reference: str,
-        destination: str | os.PathLike[str],
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_parallel: int = 4,
-        progress: Callable[[int, int | None], None] | None = None,
-    ) -> Image:
-        """Pull an image into an OCI image layout at *destination*; return the `Image`.
-
-        The layout (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``) is created
-        if missing, and several images accumulate in it, each named in ``index.json``
-        by its reference (``org.opencontainers.image.ref.name``).  Every blob is
-        verified before it gets its content-addressed name, and blobs already there
-        are checked, not fetched again.  Up to *max_parallel* (1 to 16) blobs download
-        at once, on this client's connection pool.  ``index.json`` is replaced last,
-        atomically: a pull that fails or is killed leaves it as it was.  *progress*
-        is called with (bytes done, total bytes) for the whole image.
-        """
-        from . import _pull
-
-        return _pull.pull(
-            _PullClient(self),
-            repository_name,
-            reference,
-            destination,
-            registry_id=registry_id,
-            platform=platform,
-            max_parallel=max_parallel,
-            progress=progress,
-        )
-
-    def export_rootfs(
-        self,
-        repository_name: str,
-        reference: str,
-        destination: str | os.PathLike[str],
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_size: int = _MAX_UNPACKED,
-        max_entries: int = _MAX_ENTRIES,
-        keep_special_bits: bool = False,
-        progress: Callable[[int, int | None], None] | None = None,
-    ) -> Export:
-        """Unpack an image's layers into *destination* as its root filesystem; return an `Export`.
-
-        *destination* must be missing or an empty directory (else `InvalidParameter`,
-        before any request).  The root is built in a directory beside it and renamed
-        into place when every layer has been applied and verified twice: its
-        compressed digest, and its uncompressed tar against the config's
-        ``rootfs.diff_ids`` (`DigestMismatch`).  A failed export leaves nothing.
-        Whiteouts follow the OCI rules; no entry can write outside the root
-        (`UnsafeLayer` for those refused); device nodes and fifos are not created but
-        listed in ``Export.skipped``; setuid/setgid bits are dropped unless
-        *keep_special_bits*.  More than *max_size* unpacked bytes (default 16 GiB) or
-        *max_entries* entries (default 1,000,000) is `BlobTooLarge`.  gzip and plain
-        tar layers (OCI and Docker); zstd needs ``ecr-layers[zstd]``
-        (`UnsupportedMediaType`).  *progress* is called with (compressed bytes done,
-        total) after each layer.
-        """
-        from . import _rootfs
-
-        self._check_open()
-        return _rootfs.export(
-            _PullClient(self),
-            repository_name,
-            reference,
-            destination,
-            registry_id=registry_id,
-            platform=platform,
-            max_size=max_size,
-            max_entries=max_entries,
-            keep_special_bits=keep_special_bits,
-            progress=progress,
-        )
-
-    def read_file(
-        self,
-        repository_name: str,
-        reference: str,
-        path: str,
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_size: int = _MAX_FILE,
-    ) -> bytes:
-        """Return the bytes of the file at *path* as the image's root shows it.
-
-        Layers are read from the top down, stopping at the first that has the path
-        or hides it (a whiteout, an opaque directory): a file in the top layer costs
-        one blob download.  Symlinks are followed inside the image (absolute ones from
-        its root, at most 40).  Each layer read is verified against its digest (its
-        ``diff_id`` is not checked: the config is not fetched).  A missing, hidden or
-        non-file path is `FileNotInImage` (also a `FileNotFoundError`); a file over
-        *max_size* bytes (default 256 MiB) is `BlobTooLarge`.
-        """
-        from . import _rootfs
-
-        self._check_open()
-        return _rootfs.read_file(
-            _PullClient(self),
-            repository_name,
-            reference,
-            path,
-            registry_id=registry_id,
-            platform=platform,
-            max_size=max_size,
-        )
-
 
 @attrs.frozen
-class _PullClient:
-    """`_pull.Client` on a `LayerClient`: what a pull may use of it, and no more."""
+class _Port:
+    """`_operations.Port` on a `LayerClient`: what an operation may use of it, and no more."""
 
     _client: LayerClient
+    #: Each operation makes its own (a pull's, an export's) when it needs one.
+    crew: Crew | None = None
 
     @property
     def validator(self) -> Validator:
@@ -550,9 +373,9 @@ class _PullClient:
         )
 
     def get_layer_urls(
-        self, repository_name: str, layer_digests: list[str], *, registry_id: str | None
+        self, repository_name: str, layer_digests: Iterable[str], *, registry_id: str | None
     ) -> dict[str, LayerUrl | ECRError]:
         return self._client.get_layer_urls(repository_name, layer_digests, registry_id=registry_id)
 
-    def downloads(self, crew: Crew) -> Downloads:
+    def downloads(self, crew: Crew | None = None) -> Downloads:
         return self._client._downloads(crew)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -37,10 +37,8 @@ from ._transfer import (
 if TYPE_CHECKING:
     import pathlib
 
-    from ._exceptions import ECRError
-    from ._host import Downloads
     from ._manifest import Image
-    from ._url import LayerUrl
+    from ._operations import Port
     from ._validation import Validator
 
 
@@ -132,29 +130,8 @@ def land(layout: Layout, image: Image, blob: Descriptor, path: pathlib.Path) -> 
     layout.adopt(path, blob.digest)
 
 
-class Client(Protocol):
-    """What a pull needs of a client: its validator, two API calls and its downloads.
-
-    `LayerClient` is one; the asyncio client lends one whose calls go back to its
-    event loop, so that a pull runs this code in a worker thread for either.
-    """
-
-    @property
-    def validator(self) -> Validator: ...
-
-    def get_image(
-        self, repository_name: str, reference: str, *, registry_id: str | None, platform: str | None
-    ) -> Image: ...
-
-    def get_layer_urls(
-        self, repository_name: str, layer_digests: list[str], *, registry_id: str | None
-    ) -> dict[str, LayerUrl | ECRError]: ...
-
-    def downloads(self, crew: Crew) -> Downloads: ...
-
-
 def pull(
-    client: Client,
+    client: Port,
     repository_name: object,
     reference: object,
     destination: object,
@@ -211,7 +188,7 @@ def _check_blob_digest(blob: Descriptor, image: Image) -> None:
 
 
 def _fetch(
-    client: Client,
+    client: Port,
     layout: Layout,
     image: Image,
     blobs: list[Descriptor],

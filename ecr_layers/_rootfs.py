@@ -33,7 +33,7 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -56,7 +56,7 @@ from ._validation import directory_path
 
 if TYPE_CHECKING:
     from ._host import Downloads
-    from ._validation import Validator
+    from ._operations import Port
 
 #: Default cap on an export's unpacked (uncompressed tar) bytes, all layers together.
 MAX_SIZE = 16 * 1024**3
@@ -95,19 +95,6 @@ _ZSTD = frozenset(
         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     }
 )
-
-
-class Client(Protocol):
-    """What an export needs of a client (`LayerClient`'s adapter, the asyncio worker)."""
-
-    @property
-    def validator(self) -> Validator: ...
-
-    def get_image(
-        self, repository_name: str, reference: str, *, registry_id: str | None, platform: str | None
-    ) -> Image: ...
-
-    def downloads(self, crew: Crew) -> Downloads: ...
 
 
 @attrs.frozen
@@ -596,7 +583,7 @@ def check_limit(value: object, name: str) -> int:
 
 
 def export(
-    client: Client,
+    client: Port,
     repository_name: str,
     reference: str,
     destination: object,
@@ -708,7 +695,7 @@ class _Meta:
 
 
 def read_file(
-    client: Client,
+    client: Port,
     repository_name: str,
     reference: str,
     path: str,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 import __future__
 
+import inspect
 import types
 import typing
 
@@ -137,3 +138,50 @@ def test_public_objects_are_documented(module: types.ModuleType) -> None:
         obj = getattr(module, name)
         if callable(obj):
             assert obj.__doc__, f"{module.__name__}.{name}"
+
+
+# Every method both clients have, and every module-level function on a default client.
+_SHARED = [
+    "get_layer_url",
+    "get_layer_urls",
+    "download_layer",
+    "get_image",
+    "get_config",
+    "open_layer",
+    "pull_image",
+    "export_rootfs",
+    "read_file",
+]
+
+
+def _parameters(function: typing.Callable[..., object]) -> list[tuple[str, object, object]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize("name", _SHARED)
+def test_both_clients_take_the_same_arguments(name: str) -> None:
+    # The byte-moving methods are made from one definition (`_operations`); the others
+    # are written per client.  Either way a caller moving to asyncio changes nothing
+    # but the await.
+    sync = getattr(ecr_layers.LayerClient, name)
+    async_ = getattr(ecr_layers.aio.AsyncLayerClient, name)
+    assert _parameters(async_) == _parameters(sync)
+    assert inspect.iscoroutinefunction(async_)
+    assert not inspect.iscoroutinefunction(sync)
+    assert async_.__doc__
+    assert sync.__doc__
+    assert async_.__qualname__ == f"AsyncLayerClient.{name}"
+
+
+@pytest.mark.parametrize("name", _SHARED)
+@pytest.mark.parametrize(
+    ("module", "client"),
+    [(ecr_layers, ecr_layers.LayerClient), (ecr_layers.aio, ecr_layers.aio.AsyncLayerClient)],
+)
+def test_module_functions_take_their_methods_arguments(
+    name: str, module: types.ModuleType, client: type
+) -> None:
+    function, method = getattr(module, name), getattr(client, name)
+    assert _parameters(function) == _parameters(method)[1:]  # all but self
+    assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(method)
+    assert f"{client.__name__}.{name}" in (function.__doc__ or "")

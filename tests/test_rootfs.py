@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ecr_layers
-from ecr_layers import _client, _rootfs
+from ecr_layers import _operations, _rootfs
 from ecr_layers.testing import LocalECR
 
 from .imaging import REPO, Synchronous
@@ -214,9 +214,9 @@ def test_read_file_over_max_size(client: ecr_layers.LayerClient, ecr: LocalECR) 
 
 
 def test_client_defaults_agree_with_the_engine() -> None:
-    assert _client._MAX_UNPACKED == _rootfs.MAX_SIZE
-    assert _client._MAX_ENTRIES == _rootfs.MAX_ENTRIES
-    assert _client._MAX_FILE == _rootfs.MAX_FILE_SIZE
+    assert _operations.MAX_UNPACKED == _rootfs.MAX_SIZE
+    assert _operations.MAX_ENTRIES == _rootfs.MAX_ENTRIES
+    assert _operations.MAX_FILE == _rootfs.MAX_FILE_SIZE
 
 
 # -- names ---------------------------------------------------------------------------

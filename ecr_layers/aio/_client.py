@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 from botocore.config import Config
@@ -30,9 +30,9 @@ from .._botocore import (
     mapped_errors,
     policies,
 )
-from .._client import _MAX_ENTRIES, _MAX_FILE, _MAX_UNPACKED, MAX_CONFIG_BYTES
 from .._exceptions import ConfigurationError, ECRError, EndpointTimeout, ImageRef, LayerRef
 from .._lookups import batch, check_workers, context, kept, layer_url, params_of
+from .._operations import Operations, method_from
 from .._retry import RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
@@ -40,8 +40,6 @@ from .._watchdog import API_ANSWER_MAX, over_the_cap, stated_over_the_cap
 from ._worker import Worker, run
 
 if TYPE_CHECKING:
-    import os
-    import pathlib
     from collections.abc import Awaitable, Callable, Coroutine
     from types import TracebackType
 
@@ -50,14 +48,34 @@ if TYPE_CHECKING:
     from types_aiobotocore_ecr.client import ECRClient
 
     from .._manifest import Descriptor, Image
-    from .._rootfs import Export
     from ._stream import AsyncLayerStream
 
+P = ParamSpec("P")
 T = TypeVar("T")
-
 
 #: Transfers that move at once, each in a worker thread of the client's.
 _WORKERS = 16
+
+_IN_A_WORKER = """
+
+        Here it runs in one of this client's worker threads: the same engine, checks,
+        bounds and guarantees as `LayerClient`'s, with its API calls sent back to this
+        event loop.  Cancelling the task (``task.cancel()``, ``asyncio.timeout``) stops
+        it within about a second, leaves no temporary file and closes its connections.
+        *progress*, if any, is called from the worker thread: keep it quick.
+        """
+
+
+def _in_a_worker(
+    operation: Callable[Concatenate[Operations, P], T],
+) -> Callable[Concatenate[AsyncLayerClient, P], Coroutine[Any, Any, T]]:
+    """`AsyncLayerClient`'s method for *operation*: run in one of its worker threads."""
+
+    async def method(self: AsyncLayerClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._transfer(lambda worker: operation(Operations(worker), *args, **kwargs))
+
+    doc = (operation.__doc__ or "").rstrip() + _IN_A_WORKER
+    return method_from(method, operation, "AsyncLayerClient", doc)
 
 
 @attrs.define(init=False, repr=False)
@@ -301,133 +319,6 @@ class AsyncLayerClient:
                 response = await ecr.get_download_url_for_layer(**params)
         return layer_url(response, params)
 
-    async def download_layer(
-        self,
-        repository_name: str,
-        layer_digest: str,
-        destination: str | os.PathLike[str],
-        *,
-        registry_id: str | None = None,
-        progress: Callable[[int, int | None], None] | None = None,
-        parallel: int | None = None,
-        verify: bool = True,
-        allow_http: bool = False,
-    ) -> pathlib.Path:
-        """Download a layer, verified, resumed, landed atomically; see
-        `LayerClient.download_layer` (the same engine, checks, bounds and guarantees:
-        it runs in one of this client's worker threads).
-
-        Cancelling the task (``task.cancel()``, ``asyncio.timeout``) stops it within
-        about a second, leaves no temporary file and closes its connections.
-        *progress* is called from a worker thread: keep it quick.
-        """
-        from .._download import DownloadRequest, download
-
-        def work(worker: Worker) -> pathlib.Path:
-            request = DownloadRequest.build(
-                self._validator,
-                repository_name,
-                layer_digest,
-                destination,
-                registry_id=registry_id,
-                progress=progress,
-                parallel=parallel,
-                verify=verify,
-                allow_http=allow_http,
-            )
-            return download(worker.downloads(), request)
-
-        return await self._transfer(work)
-
-    async def pull_image(
-        self,
-        repository_name: str,
-        reference: str,
-        destination: str | os.PathLike[str],
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_parallel: int = 4,
-        progress: Callable[[int, int | None], None] | None = None,
-    ) -> Image:
-        """Pull an image into an OCI image layout; see `LayerClient.pull_image` (the same
-        code, in a worker thread; its API calls come back to this loop).  Cancelling it
-        leaves the index as it was and no temporary file."""
-        from .._pull import pull
-
-        return await self._transfer(
-            lambda worker: pull(
-                worker,
-                repository_name,
-                reference,
-                destination,
-                registry_id=registry_id,
-                platform=platform,
-                max_parallel=max_parallel,
-                progress=progress,
-                crew=worker.crew,
-            )
-        )
-
-    async def export_rootfs(
-        self,
-        repository_name: str,
-        reference: str,
-        destination: str | os.PathLike[str],
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_size: int = _MAX_UNPACKED,
-        max_entries: int = _MAX_ENTRIES,
-        keep_special_bits: bool = False,
-        progress: Callable[[int, int | None], None] | None = None,
-    ) -> Export:
-        """Unpack an image as a root filesystem; see `LayerClient.export_rootfs` (the same
-        code, in a worker thread).  Cancelling it leaves nothing behind."""
-        from .._rootfs import export
-
-        return await self._transfer(
-            lambda worker: export(
-                worker,
-                repository_name,
-                reference,
-                destination,
-                registry_id=registry_id,
-                platform=platform,
-                max_size=max_size,
-                max_entries=max_entries,
-                keep_special_bits=keep_special_bits,
-                progress=progress,
-                crew=worker.crew,
-            )
-        )
-
-    async def read_file(
-        self,
-        repository_name: str,
-        reference: str,
-        path: str,
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_size: int = _MAX_FILE,
-    ) -> bytes:
-        """Return one file of an image; see `LayerClient.read_file` (in a worker thread)."""
-        from .._rootfs import read_file
-
-        return await self._transfer(
-            lambda worker: read_file(
-                worker,
-                repository_name,
-                reference,
-                path,
-                registry_id=registry_id,
-                platform=platform,
-                max_size=max_size,
-                crew=worker.crew,
-            )
-        )
-
     async def open_layer(
         self,
         repository_name: str,
@@ -450,30 +341,11 @@ class AsyncLayerClient:
         raw = await self._transfer(lambda w: open_blob(w.downloads(), layer, limit), worker)
         return AsyncLayerStream(raw, lambda read: self._transfer(lambda _: read(), worker))
 
-    async def get_config(
-        self,
-        image: Image | str,
-        reference: str | None = None,
-        *,
-        registry_id: str | None = None,
-        platform: str | None = None,
-        max_bytes: int = MAX_CONFIG_BYTES,
-    ) -> dict[str, Any]:
-        """Return an image's config, read into memory and verified; see
-        `LayerClient.get_config` (the same cap, refused before reading past it)."""
-        from .. import _images
-        from .._stream import read_blob
-
-        limit, given = _images.config_request(image, reference, registry_id, platform, max_bytes)
-        found = given or await self.get_image(
-            image,  # type: ignore[arg-type]
-            reference,  # type: ignore[arg-type]
-            registry_id=registry_id,
-            platform=platform,
-        )
-        blob, size = _images.config_blob(found, limit)
-        data = await self._transfer(lambda worker: read_blob(worker.downloads(), blob, size))
-        return _images.parse_config(data, found, limit)
+    download_layer = _in_a_worker(Operations.download_layer)
+    get_config = _in_a_worker(Operations.get_config)
+    pull_image = _in_a_worker(Operations.pull_image)
+    export_rootfs = _in_a_worker(Operations.export_rootfs)
+    read_file = _in_a_worker(Operations.read_file)
 
     def _worker(self) -> Worker:
         return Worker(self, asyncio.get_running_loop())

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 
 class Worker:
-    """One transfer's way back to its client and event loop; `_pull.Client` too."""
+    """One transfer's way back to its client and event loop: its `_operations.Port`."""
 
     def __init__(self, client: AsyncLayerClient, loop: asyncio.AbstractEventLoop) -> None:
         self._client = client
@@ -75,7 +75,7 @@ class Worker:
             with self._lock:
                 self._calls.discard(call)
 
-    # The client as a transfer's thread sees it (`_host.URLSource`, `_pull.Client`).
+    # The client as a transfer's thread sees it (`_host.URLSource`, `_operations.Port`).
 
     @property
     def validator(self) -> Validator:
