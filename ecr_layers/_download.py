@@ -25,7 +25,6 @@ from . import _transfer
 from ._exceptions import (
     DigestMismatch,
     EndpointUnreachable,
-    InvalidParameter,
     LayerRef,
 )
 from ._host import Downloads, Job, Reader, body, read, result
@@ -34,6 +33,7 @@ from ._sink import Sink
 from ._transfer import (
     Pace,
     Progress,
+    check_bool,
     check_connections,
     check_digest,
     check_progress,
@@ -109,9 +109,8 @@ class DownloadRequest:
         params = validator.params(repository_name, layer_digest, registry_id)
         digest: str = params["layerDigest"]
         layer = LayerRef(params["repositoryName"], digest, params.get("registryId"))
-        for name, value in (("verify", verify), ("allow_http", allow_http)):
-            if not isinstance(value, bool):
-                raise InvalidParameter(f"{name} must be a bool", parameter=name)
+        check_bool(verify, "verify")
+        check_bool(allow_http, "allow_http")
         if parallel is not None:
             check_connections(parallel, "parallel", none_too=True)
         check_progress(progress)

@@ -52,6 +52,7 @@ from ._exceptions import (
 )
 from ._host import Crew
 from ._manifest import Descriptor, Image
+from ._transfer import check_bool, check_progress
 from ._validation import directory_path
 
 if TYPE_CHECKING:
@@ -602,6 +603,8 @@ def export(
 
     path = check_destination(destination)
     limits = (check_limit(max_size, "max_size"), check_limit(max_entries, "max_entries"))
+    check_bool(keep_special_bits, "keep_special_bits")
+    check_progress(progress)
     client.validator.image_params(repository_name, reference, registry_id)
     image = client.get_image(repository_name, reference, registry_id=registry_id, platform=platform)
     downloads = client.downloads(crew or Crew())

@@ -53,6 +53,14 @@ def check_connections(value: object, parameter: str, *, none_too: bool = False) 
     raise InvalidParameter(f"{parameter} must be {allowed}, got {value!r}", parameter=parameter)
 
 
+def check_bool(value: object, parameter: str) -> bool:
+    """Return *value* if it is a bool; else raise `InvalidParameter` naming *parameter*
+    (1, "yes" and None are not: a flag given the wrong thing is a mistake to say)."""
+    if not isinstance(value, bool):
+        raise InvalidParameter(f"{parameter} must be a bool", parameter=parameter)
+    return value
+
+
 def check_progress(progress: object) -> None:
     """Raise `InvalidParameter` unless *progress* is None or callable."""
     if progress is not None and not callable(progress):

@@ -35,7 +35,10 @@ CALLS: dict[str, dict[str, Any]] = {
     "get_config": {"image": "team/app", "reference": "v1"},
     "open_layer": {"repository_name": "team/app", "layer_digest": DIGEST},
     "pull_image": {"repository_name": "team/app", "reference": "v1", "destination": "layout"},
+    "export_rootfs": {"repository_name": "team/app", "reference": "v1", "destination": "rootfs"},
+    "read_file": {"repository_name": "team/app", "reference": "v1", "path": "/etc/os-release"},
 }
+NOT_A_SIZE = [None, 0, -1, "1", 1.5, True]
 
 ROWS: list[tuple[str, str, list[Any]]] = [
     *((call, "repository_name", NOT_A_STR) for call in CALLS if "repository_name" in CALLS[call]),
@@ -61,6 +64,17 @@ ROWS: list[tuple[str, str, list[Any]]] = [
     ("pull_image", "platform", [5, "linux", ["linux/amd64"]]),
     ("pull_image", "max_parallel", NOT_A_COUNT),
     ("pull_image", "progress", NOT_CALLABLE),
+    ("export_rootfs", "reference", NOT_A_STR),
+    ("export_rootfs", "destination", NOT_A_PATH),
+    ("export_rootfs", "platform", [5, "linux", ["linux/amd64"]]),
+    ("export_rootfs", "max_size", NOT_A_SIZE),
+    ("export_rootfs", "max_entries", NOT_A_SIZE),
+    ("export_rootfs", "keep_special_bits", NOT_A_BOOL),
+    ("export_rootfs", "progress", NOT_CALLABLE),
+    ("read_file", "reference", NOT_A_STR),
+    ("read_file", "path", [None, 5, b"/etc/os-release", ["/etc/os-release"]]),
+    ("read_file", "platform", [5, "linux", ["linux/amd64"]]),
+    ("read_file", "max_size", NOT_A_SIZE),
 ]
 
 
@@ -77,7 +91,7 @@ CASES = [
 ]
 
 
-def _run(kind: str, call: str, kwargs: dict[str, Any], local_ecr: LocalECR) -> Any:
+def _run(kind: str, call: str, kwargs: dict[str, Any], local_ecr: LocalECR, args: Any = ()) -> Any:
     if kind == "sync":
         with ecr_layers.LayerClient(local_ecr.botocore_client()) as client:
             result = getattr(client, call)(**kwargs)
