@@ -25,7 +25,7 @@ from ._botocore import (
 )
 from ._exceptions import ConfigurationError, ECRError, LayerRef
 from ._lookups import batch, check_workers, kept, layer_url, params_of
-from ._operations import Operations, method_from
+from ._operations import Operations, arguments_checker, method_from
 from ._retry import RetryBudget, RetryPolicy
 from ._url import LayerUrl, redact_url
 from ._validation import Validator, rules_from_model
@@ -47,8 +47,10 @@ def _run_here(
     operation: Callable[Concatenate[Operations, P], T],
 ) -> Callable[Concatenate[LayerClient, P], T]:
     """`LayerClient`'s method for *operation*: run in the caller's thread."""
+    check = arguments_checker(operation)
 
     def method(self: LayerClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        check(args, kwargs)
         self._check_open()
         return operation(Operations(_Port(self)), *args, **kwargs)
 

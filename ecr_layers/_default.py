@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
 from ._client import LayerClient
-from ._operations import method_from
+from ._exceptions import ECRError
+from ._operations import arguments_checker, method_from
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,8 +45,15 @@ def set_default_client(client: LayerClient | None) -> LayerClient | None:
 def _on_default(method: Callable[Concatenate[LayerClient, P], T]) -> Callable[P, T]:
     """*method*, as a module-level function on the process-wide default client."""
 
+    check = arguments_checker(method)
+
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        return method(default_client(), *args, **kwargs)
+        try:
+            client = default_client()
+        except ECRError:
+            check(args, kwargs)  # a call that could never work says so first
+            raise
+        return method(client, *args, **kwargs)
 
     summary = (method.__doc__ or "").strip().split("\n", 1)[0]
     doc = f"{summary}\n\nOn the process-wide default client; see `LayerClient.{method.__name__}`."

@@ -271,3 +271,21 @@ def method_from(made: F, original: Callable[..., Any], owner: str, doc: str | No
         signature = signature.replace(parameters=list(signature.parameters.values())[1:])
     made.__signature__ = signature  # type: ignore[attr-defined]
     return made
+
+
+def arguments_checker(
+    operation: Callable[..., Any],
+) -> Callable[[tuple[Any, ...], dict[str, Any]], None]:
+    """Return a check that raises `TypeError` for arguments *operation* cannot take,
+    naming the public method (Python's own error would name `Operations`, and the
+    asyncio client's would come from its worker thread, after the client opened)."""
+    signature = inspect.signature(operation)
+    name = operation.__name__
+
+    def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}() {exc}") from None
+
+    return check

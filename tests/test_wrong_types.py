@@ -94,19 +94,19 @@ CASES = [
 def _run(kind: str, call: str, kwargs: dict[str, Any], local_ecr: LocalECR, args: Any = ()) -> Any:
     if kind == "sync":
         with ecr_layers.LayerClient(local_ecr.botocore_client()) as client:
-            result = getattr(client, call)(**kwargs)
+            result = getattr(client, call)(*args, **kwargs)
             if hasattr(result, "close"):
                 result.close()
             return result
     if kind == "module":
-        return getattr(ecr_layers, call)(**kwargs)
+        return getattr(ecr_layers, call)(*args, **kwargs)
     from ecr_layers.aio import AsyncLayerClient
 
     async def main() -> Any:
         async with AsyncLayerClient(
             endpoint_url=local_ecr.endpoint_url, region_name=local_ecr.region_name
         ) as client:
-            return await getattr(client, call)(**kwargs)
+            return await getattr(client, call)(*args, **kwargs)
 
     return asyncio.run(main())
 
@@ -193,3 +193,64 @@ def test_an_async_stream_read_refuses_a_wrong_size(local_ecr: LocalECR, size: An
             assert await stream.read() == b"layer"  # the stream is still good
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "module"])
+@pytest.mark.parametrize("call", list(CALLS))
+@pytest.mark.parametrize("wrong", ["keyword", "missing", "too many"])
+def test_a_call_the_signature_cannot_take_is_a_type_error_naming_the_method(  # noqa: PLR0917
+    kind: str,
+    call: str,
+    wrong: str,
+    local_ecr: LocalECR,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The byte-moving methods are made from `_operations`: Python's own error would
+    # name ``Operations.<method>``, and the asyncio client's would come from a worker.
+    monkeypatch.chdir(tmp_path)
+    kwargs: dict[str, Any] = dict(CALLS[call])
+    if wrong == "keyword":
+        kwargs["bogus"] = 1
+        expected = "unexpected keyword argument 'bogus'"
+    elif wrong == "missing":
+        del kwargs[next(iter(kwargs))]
+        expected = "missing"
+    else:
+        kwargs = {"__args__": [*kwargs.values(), *range(12)]}
+        expected = "positional argument"
+    args = kwargs.pop("__args__", [])
+    with pytest.raises(TypeError, match=rf"\b{call}\(\) .*{expected}") as info:
+        _run(kind, call, kwargs, local_ecr, args)
+    assert "Operations" not in str(info.value)
+    assert local_ecr.stats.count() == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module", ["ecr_layers", "ecr_layers.aio"])
+def test_a_module_function_called_wrongly_says_so_before_a_configuration_error(
+    module: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default client is made on the first call; a machine with no region cannot make
+    # one, but a call that could never work is the mistake to report first.
+    import importlib
+
+    functions = importlib.import_module(module)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+
+    def export(**kwargs: Any) -> None:
+        result = functions.export_rootfs("team/app", "v1", tmp_path / "root", **kwargs)
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
+
+    previous = ecr_layers.set_default_client(None)
+    try:
+        with pytest.raises(TypeError, match=r"^export_rootfs\(\) got an unexpected keyword"):
+            export(bogus=1)
+        if module == "ecr_layers":  # and a right call still reports the machine's problem
+            with pytest.raises(ecr_layers.ConfigurationError, match="region"):
+                export()
+    finally:
+        ecr_layers.set_default_client(previous)

@@ -32,7 +32,7 @@ from .._botocore import (
 )
 from .._exceptions import ConfigurationError, ECRError, EndpointTimeout, ImageRef, LayerRef
 from .._lookups import batch, check_workers, context, kept, layer_url, params_of
-from .._operations import Operations, method_from
+from .._operations import Operations, arguments_checker, method_from
 from .._retry import RetryBudget, RetryPolicy, call_async
 from .._url import LayerUrl, check_endpoint_url, redact_url
 from .._validation import Validator, rules_from_model
@@ -70,8 +70,10 @@ def _in_a_worker(
     operation: Callable[Concatenate[Operations, P], T],
 ) -> Callable[Concatenate[AsyncLayerClient, P], Coroutine[Any, Any, T]]:
     """`AsyncLayerClient`'s method for *operation*: run in one of its worker threads."""
+    check = arguments_checker(operation)
 
     async def method(self: AsyncLayerClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        check(args, kwargs)
         return await self._transfer(lambda worker: operation(Operations(worker), *args, **kwargs))
 
     doc = (operation.__doc__ or "").rstrip() + _IN_A_WORKER

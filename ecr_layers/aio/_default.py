@@ -14,7 +14,8 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .._operations import method_from
+from .._exceptions import ECRError
+from .._operations import arguments_checker, method_from
 from ._client import AsyncLayerClient
 
 P = ParamSpec("P")
@@ -70,8 +71,15 @@ def _on_default(
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """*method*, as a module-level coroutine function on this loop's default client."""
 
+    check = arguments_checker(method)
+
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await method(await default_client(), *args, **kwargs)
+        try:
+            client = await default_client()
+        except ECRError:
+            check(args, kwargs)  # a call that could never work says so first
+            raise
+        return await method(client, *args, **kwargs)
 
     doc = f"`AsyncLayerClient.{method.__name__}` on this loop's default client."
     return method_from(call, method, "", doc)
