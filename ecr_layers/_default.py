@@ -47,13 +47,21 @@ def _on_default(method: Callable[Concatenate[LayerClient, P], T]) -> Callable[P,
 
     check = arguments_checker(method)
 
+    name = method.__name__
+
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             client = default_client()
         except ECRError:
             check(args, kwargs)  # a call that could never work says so first
             raise
-        return method(client, *args, **kwargs)
+        try:
+            # By name: the default client may be a subclass or a test double.
+            bound: Callable[P, T] = getattr(client, name)
+            return bound(*args, **kwargs)
+        except TypeError:
+            check(args, kwargs)  # the arguments' fault: say so with the public name
+            raise
 
     summary = (method.__doc__ or "").strip().split("\n", 1)[0]
     doc = f"{summary}\n\nOn the process-wide default client; see `LayerClient.{method.__name__}`."

@@ -13,15 +13,17 @@ that could drift from the other's.
 from __future__ import annotations
 
 import inspect
+
+# os and pathlib at run time, not only for type checking: typing.get_type_hints (and so
+# Sphinx) reads the public signatures' names here.
+import os
+import pathlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
 if TYPE_CHECKING:
-    import os
-    import pathlib
-
     from ._exceptions import ECRError
     from ._host import Crew, Downloads
     from ._manifest import Image
@@ -267,9 +269,16 @@ def method_from(made: F, original: Callable[..., Any], owner: str, doc: str | No
     made.__qualname__ = f"{owner}.{original.__name__}" if owner else original.__name__
     made.__doc__ = original.__doc__ if doc is None else doc
     signature = inspect.signature(original)
+    annotations = dict(original.__annotations__)
     if not owner:
-        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        first, *rest = signature.parameters.values()
+        signature = signature.replace(parameters=rest)
+        annotations.pop(first.name, None)
     made.__signature__ = signature  # type: ignore[attr-defined]
+    # The type hints too (typing.get_type_hints, Sphinx), read in *original*'s module:
+    # get_type_hints looks its names up in the globals of what __wrapped__ leads to.
+    made.__annotations__ = annotations
+    made.__wrapped__ = original  # type: ignore[attr-defined]
     return made
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 import __future__
 
 import inspect
+import pathlib
 import types
 import typing
 
@@ -185,3 +186,61 @@ def test_module_functions_take_their_methods_arguments(
     assert _parameters(function) == _parameters(method)[1:]  # all but self
     assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(method)
     assert f"{client.__name__}.{name}" in (function.__doc__ or "")
+
+
+def test_module_functions_call_the_default_clients_own_methods(
+    local_ecr: ecr_layers.testing.LocalECR,
+) -> None:
+    # set_default_client is how a test swaps the client: a subclass's methods (or a
+    # test double's) must be the ones the module-level functions reach.
+    from unittest import mock
+
+    calls: list[str] = []
+
+    class Mine(ecr_layers.LayerClient):
+        def get_layer_url(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            calls.append("get_layer_url")
+            return mine
+
+        def read_file(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            calls.append("read_file")
+            return b"mine"
+
+    digest = "sha256:" + "a" * 64
+    mine = ecr_layers.LayerUrl("https://example.com/mine", digest)
+    landed = pathlib.Path("from the double")
+    double = mock.create_autospec(ecr_layers.LayerClient, instance=True)
+    double.download_layer.return_value = landed
+    previous = ecr_layers.set_default_client(Mine(local_ecr.botocore_client()))
+    try:
+        assert ecr_layers.get_layer_url("team/app", digest) is mine
+        assert ecr_layers.read_file("team/app", "v1", "/etc/os-release") == b"mine"
+        ecr_layers.set_default_client(double)
+        assert ecr_layers.download_layer("team/app", digest, ".") is landed
+    finally:
+        ecr_layers.set_default_client(previous)
+    assert calls == ["get_layer_url", "read_file"]
+    double.download_layer.assert_called_once_with("team/app", digest, ".")
+    assert local_ecr.stats.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("function", "returns"),
+    [
+        (ecr_layers.LayerClient.download_layer, pathlib.Path),
+        (ecr_layers.aio.AsyncLayerClient.download_layer, pathlib.Path),
+        (ecr_layers.aio.AsyncLayerClient.read_file, bytes),
+        (ecr_layers.download_layer, pathlib.Path),
+        (ecr_layers.get_layer_url, ecr_layers.LayerUrl),
+        (ecr_layers.aio.read_file, bytes),
+    ],
+)
+def test_made_callables_keep_their_type_hints(
+    function: typing.Callable[..., object], returns: type
+) -> None:
+    # Sphinx and typing.get_type_hints read these: a made function's own annotations
+    # (*args: P.args, -> T) said "Return type: T" on every page.
+    hints = typing.get_type_hints(function)
+    assert hints["return"] is returns
+    assert "args" not in hints
+    assert "self" not in hints

@@ -220,7 +220,9 @@ def test_a_call_the_signature_cannot_take_is_a_type_error_naming_the_method(  # 
         kwargs = {"__args__": [*kwargs.values(), *range(12)]}
         expected = "positional argument"
     args = kwargs.pop("__args__", [])
-    with pytest.raises(TypeError, match=rf"\b{call}\(\) .*{expected}") as info:
+    # A client's own method may say its class too (Python's own message), not a function.
+    prefix = "" if kind == "module" else "((Async)?LayerClient\\.)?"
+    with pytest.raises(TypeError, match=rf"^{prefix}{call}\(\) .*{expected}") as info:
         _run(kind, call, kwargs, local_ecr, args)
     assert "Operations" not in str(info.value)
     assert local_ecr.stats.count() == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 import weakref
 from collections.abc import Iterable
@@ -62,7 +63,8 @@ _IN_A_WORKER = """
         bounds and guarantees as `LayerClient`'s, with its API calls sent back to this
         event loop.  Cancelling the task (``task.cancel()``, ``asyncio.timeout``) stops
         it within about a second, leaves no temporary file and closes its connections.
-        *progress*, if any, is called from the worker thread: keep it quick.
+        """
+_PROGRESS = """*progress* is called from the worker thread: keep it quick.
         """
 
 
@@ -77,6 +79,8 @@ def _in_a_worker(
         return await self._transfer(lambda worker: operation(Operations(worker), *args, **kwargs))
 
     doc = (operation.__doc__ or "").rstrip() + _IN_A_WORKER
+    if "progress" in inspect.signature(operation).parameters:
+        doc += _PROGRESS
     return method_from(method, operation, "AsyncLayerClient", doc)
 
 

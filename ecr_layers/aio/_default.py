@@ -73,13 +73,21 @@ def _on_default(
 
     check = arguments_checker(method)
 
+    name = method.__name__
+
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             client = await default_client()
         except ECRError:
             check(args, kwargs)  # a call that could never work says so first
             raise
-        return await method(client, *args, **kwargs)
+        bound: Callable[P, Awaitable[T]] = getattr(client, name)  # a subclass's, if it is one
+        try:
+            pending = bound(*args, **kwargs)
+        except TypeError:
+            check(args, kwargs)  # the arguments' fault: say so with the public name
+            raise
+        return await pending
 
     doc = f"`AsyncLayerClient.{method.__name__}` on this loop's default client."
     return method_from(call, method, "", doc)
