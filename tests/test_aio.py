@@ -472,3 +472,29 @@ def test_no_signature_travels_with_an_async_transport_error(
         assert "X-Amz-Signature" not in repr(vars(link))
         link = link.__cause__ or link.__context__
     assert list(tmp_path.iterdir()) == []
+
+
+def test_get_config_looks_the_image_up_on_the_loop_holding_no_worker(ecr: LocalECR) -> None:
+    # A lookup sent from a worker holds one of the client's 16 threads for its round
+    # trips: 48 get_config calls at once on a slow API took half as long again.
+    ecr.push_layers_image(REPO, "v1", [tar_layer({"a": b"a"})])
+    seen: list[tuple[bool, int]] = []
+
+    lookup = AsyncLayerClient.get_image
+
+    async def get_image(self: AsyncLayerClient, *args: Any, **kwargs: Any) -> Any:
+        on_loop = threading.current_thread() is threading.main_thread()
+        seen.append((on_loop, len(self._active)))
+        return await lookup(self, *args, **kwargs)
+
+    async def main() -> dict[str, Any]:
+        async with async_client(ecr) as client:
+            return await client.get_config(REPO, "v1")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ecr.env().items():
+            patch.setenv(name, value)
+        patch.setattr(AsyncLayerClient, "get_image", get_image)
+        config = asyncio.run(main())
+    assert config["rootfs"]["type"] == "layers"
+    assert seen == [(True, 0)]  # once, on the loop's thread, with no transfer under way
