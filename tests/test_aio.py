@@ -13,6 +13,7 @@ import gc
 import os
 import pathlib
 import threading
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -498,3 +499,37 @@ def test_get_config_looks_the_image_up_on_the_loop_holding_no_worker(ecr: LocalE
         config = asyncio.run(main())
     assert config["rootfs"]["type"] == "layers"
     assert seen == [(True, 0)]  # once, on the loop's thread, with no transfer under way
+
+
+def test_cancelling_a_transfer_queued_behind_busy_workers_ends_at_once(ecr: LocalECR) -> None:
+    # Every worker busy: a cancelled transfer still in the queue must not wait for one to
+    # come free (it waited for as long as the busiest transfer took), nor run after.
+    from ecr_layers.aio._client import _WORKERS
+
+    release, running, ran = threading.Event(), [], []
+
+    def busy(_worker: object) -> None:
+        running.append(1)
+        release.wait(30)
+
+    async def main() -> float:
+        async with async_client(ecr) as client:
+            tasks = [asyncio.create_task(client._transfer(busy)) for _ in range(_WORKERS)]
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(running) < _WORKERS:  # poll: every worker is taken
+                assert asyncio.get_running_loop().time() < deadline, running
+                await asyncio.sleep(0.01)
+            queued = asyncio.create_task(client._transfer(lambda _worker: ran.append(1)))
+            await asyncio.sleep(0.05)  # a chosen moment: it is submitted, and waits
+            started = time.monotonic()
+            queued.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            elapsed = time.monotonic() - started
+            release.set()
+            await asyncio.gather(*tasks)
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert elapsed < 0.5, elapsed  # before: until a busy transfer ended (30 s here)
+    assert ran == []

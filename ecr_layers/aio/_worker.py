@@ -113,13 +113,16 @@ async def run(worker: Worker, executor: concurrent.futures.Executor, work: Calla
     """Run *work* in *executor* for *worker*'s transfer; stop it if the task is cancelled.
 
     A cancellation stops the transfer and waits for its thread to end before it is
-    re-raised: the thread discards its temporary file and closes its connections.
+    re-raised: the thread discards its temporary file and closes its connections.  A
+    transfer still waiting for a free thread is taken out of the queue instead.
     """
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(executor, work)
+    submitted = executor.submit(work)
+    future = asyncio.wrap_future(submitted)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
+        if submitted.cancel():  # still queued behind other transfers: it never starts
+            raise
         worker.stop()
         await _ended(future)
         raise
