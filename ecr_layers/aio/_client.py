@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import attrs
 from botocore.config import Config
@@ -42,7 +42,7 @@ from ._worker import Worker, run
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
-    from types import TracebackType
+    from types import CoroutineType, TracebackType
 
     import urllib3
     from aiobotocore.session import AioSession
@@ -70,7 +70,7 @@ _PROGRESS = """*progress* is called from the worker thread: keep it quick.
 
 def _in_a_worker(
     operation: Callable[Concatenate[Operations, P], T],
-) -> Callable[Concatenate[AsyncLayerClient, P], Coroutine[Any, Any, T]]:
+) -> Callable[Concatenate[AsyncLayerClient, P], CoroutineType[Any, Any, T]]:
     """`AsyncLayerClient`'s method for *operation*: run in one of its worker threads."""
     check = arguments_checker(operation)
 
@@ -81,7 +81,10 @@ def _in_a_worker(
     doc = (operation.__doc__ or "").rstrip() + _IN_A_WORKER
     if "progress" in inspect.signature(operation).parameters:
         doc += _PROGRESS
-    return method_from(method, operation, "AsyncLayerClient", doc)
+    # Typed as an ``async def`` is (pyright says CoroutineType; mypy accepts it where it
+    # says Coroutine), so that the client satisfies a user's Protocol of async methods.
+    made = cast("Callable[Concatenate[AsyncLayerClient, P], CoroutineType[Any, Any, T]]", method)
+    return method_from(made, operation, "AsyncLayerClient", doc)
 
 
 @attrs.define(init=False, repr=False)

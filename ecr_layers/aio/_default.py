@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import CoroutineType
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from .._exceptions import ECRError
 from .._operations import arguments_checker, method_from
@@ -68,11 +69,9 @@ async def close_default_client() -> None:
 
 def _on_default(
     method: Callable[Concatenate[AsyncLayerClient, P], Awaitable[T]],
-) -> Callable[P, Coroutine[Any, Any, T]]:
+) -> Callable[P, CoroutineType[Any, Any, T]]:
     """*method*, as a module-level coroutine function on this loop's default client."""
-
     check = arguments_checker(method)
-
     name = method.__name__
 
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -90,7 +89,8 @@ def _on_default(
         return await pending
 
     doc = f"`AsyncLayerClient.{method.__name__}` on this loop's default client."
-    return method_from(call, method, "", doc)
+    # Typed as an ``async def`` is: see `_client._in_a_worker`.
+    return method_from(cast("Callable[P, CoroutineType[Any, Any, T]]", call), method, "", doc)
 
 
 get_layer_url = _on_default(AsyncLayerClient.get_layer_url)
