@@ -46,21 +46,17 @@ def _on_default(method: Callable[Concatenate[LayerClient, P], T]) -> Callable[P,
     """*method*, as a module-level function on the process-wide default client."""
 
     check = arguments_checker(method)
-
     name = method.__name__
 
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            client = default_client()
-        except ECRError:
-            check(args, kwargs)  # a call that could never work says so first
-            raise
-        try:
             # By name: the default client may be a subclass or a test double.
-            bound: Callable[P, T] = getattr(client, name)
+            bound: Callable[P, T] = getattr(default_client(), name)
             return bound(*args, **kwargs)
-        except TypeError:
-            check(args, kwargs)  # the arguments' fault: say so with the public name
+        except (ECRError, TypeError):
+            # Arguments no call could take are the mistake to name first (before a
+            # default client that cannot be made), by the public name; else as raised.
+            check(args, kwargs)
             raise
 
     summary = (method.__doc__ or "").strip().split("\n", 1)[0]

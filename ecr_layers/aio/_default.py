@@ -76,17 +76,11 @@ def _on_default(
 
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            client = await default_client()
-        except ECRError:
-            check(args, kwargs)  # a call that could never work says so first
+            bound: Callable[P, Awaitable[T]] = getattr(await default_client(), name)
+            return await bound(*args, **kwargs)
+        except (ECRError, TypeError):
+            check(args, kwargs)  # as in the synchronous `_default._on_default`
             raise
-        bound: Callable[P, Awaitable[T]] = getattr(client, name)  # a subclass's, if it is one
-        try:
-            pending = bound(*args, **kwargs)
-        except TypeError:
-            check(args, kwargs)  # the arguments' fault: say so with the public name
-            raise
-        return await pending
 
     doc = f"`AsyncLayerClient.{method.__name__}` on this loop's default client."
     # Typed as an ``async def`` is: see `_client._in_a_worker`.
